@@ -1,0 +1,152 @@
+"""Hooks only inside context managers, and a lock per model.
+
+A model cached by the app is one object shared by every browser session, each on its own thread.
+Hooks registered by one session would capture another session's tensors, and ``model.train()`` in
+one would corrupt BatchNorm statistics for all. So every capture here holds the model's lock for its
+whole duration, restores the model's modes on exit, and removes each hook it installed, on success
+and on failure alike (hooks are entered into an :class:`contextlib.ExitStack`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from resviz.errors import LayerNotFoundError
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock that serialises analyses of ``model`` across threads."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    """Map dotted names to modules, failing early with the closest valid names."""
+    modules = dict(model.named_modules())
+    resolved = {}
+    for name in names:
+        if name not in modules:
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=4, cutoff=0.5)
+            hint = f" Close matches: {', '.join(close)}." if close else ""
+            raise LayerNotFoundError(f"The model has no layer named {name!r}.{hint}")
+        resolved[name] = modules[name]
+    return resolved
+
+
+def block_taps(block: str) -> dict[str, str]:
+    """Dotted names of a residual block's three signals: F(x), the shortcut, and the output."""
+    return {"branch": f"{block}.branch_out", "shortcut": f"{block}.shortcut_out", "output": block}
+
+
+def hook_count(model: nn.Module) -> int:
+    """How many module hooks are installed anywhere in ``model`` (zero after every resviz call)."""
+    total = 0
+    for m in model.modules():
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+            "_state_dict_hooks",
+        ):
+            total += len(getattr(m, attr, {}))
+    return total
+
+
+@contextmanager
+def preserve_model_state(model: nn.Module, *, train: bool = False) -> Iterator[nn.Module]:
+    """Hold the model's lock, set eval (or train) mode, and put every module's mode back on exit.
+
+    BatchNorm running statistics are saved and restored too when ``train=True``, so a forward pass
+    in train mode (for example a gradient analysis) leaves no trace on a shared model.
+    """
+    with model_lock(model):
+        modes = [(m, m.training) for m in model.modules()]
+        saved = (
+            {k: v.clone() for k, v in model.state_dict().items() if _is_bn_stat(k)} if train else {}
+        )
+        model.train(train)
+        try:
+            yield model
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            if saved:
+                with torch.no_grad():
+                    state = model.state_dict()
+                    for k, v in saved.items():
+                        state[k].copy_(v)
+
+
+def _is_bn_stat(key: str) -> bool:
+    return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
+@contextmanager
+def capture_outputs(
+    model: nn.Module, names: Iterable[str], *, detach: bool = True, to_cpu: bool = False
+) -> Iterator[dict[str, Tensor]]:
+    """Record the output of each named module during the forward passes run inside the block.
+
+    Example:
+        >>> with capture_outputs(model, ["layer1.0", "layer1.0.branch_out"]) as acts:
+        ...     model(x)
+        >>> acts["layer1.0"].shape  # (N, C, H, W)
+
+    A module called more than once keeps its last output. Modules never called (the shortcut tap of
+    a plain block, say) are absent from the dict.
+    """
+    modules = resolve_layers(model, list(names))
+    captured: dict[str, Tensor] = {}
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: Tensor) -> None:
+            out = output.detach() if detach else output
+            captured[name] = out.cpu() if to_cpu else out
+
+        return hook
+
+    with model_lock(model), ExitStack() as stack:
+        for name, module in modules.items():
+            stack.callback(module.register_forward_hook(make_hook(name)).remove)
+        yield captured
+
+
+@contextmanager
+def capture_gradients(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, Tensor]]:
+    """Record d(loss)/d(output) of each named module during the backward passes inside the block.
+
+    A tensor hook is registered on each output from inside a forward hook: it fires when autograd
+    reaches that tensor, without the caveats of module backward hooks.
+    """
+    modules = resolve_layers(model, list(names))
+    grads: dict[str, Tensor] = {}
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: Tensor) -> None:
+            if isinstance(output, Tensor) and output.requires_grad:
+
+                def store(grad: Tensor) -> None:
+                    grads[name] = grad.detach()
+
+                output.register_hook(store)
+
+        return hook
+
+    with model_lock(model), ExitStack() as stack:
+        for name, module in modules.items():
+            stack.callback(module.register_forward_hook(make_hook(name)).remove)
+        yield grads
