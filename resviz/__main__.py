@@ -1,0 +1,3 @@
+from resviz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The sidebar's model picker and the cached models behind it.
+
+A model from :func:`current_model` is one object shared by every browser session (st.cache_resource):
+treat it as read-only. resviz's analyses hold the model's lock and restore its modes; anything that
+trains must work on a copy (``copy.deepcopy``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from resviz.models import get_spec, list_models, twin_name
+from ui import state
+
+if TYPE_CHECKING:
+    from resviz.models.weights import LoadedModel
+
+DEFAULT_MODEL = "resnet18"
+WEIGHT_LABELS = {
+    "random": "Random initialization",
+    "imagenet": "ImageNet pretrained (torchvision)",
+    "checkpoint": "My checkpoint (.pt / .pth / .safetensors)",
+}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the sidebar says to load; hashable, so it keys the model cache."""
+
+    name: str  # the variant actually built (the plain twin's name when "plain" is on)
+    weights: str = "random"
+    checkpoint_digest: str | None = None
+    device: str = "auto"
+
+
+def _residual_names() -> list[str]:
+    return [s.name for s in list_models(plain=False)]
+
+
+def render_model_picker() -> ModelChoice:
+    """Sidebar widgets: variant, plain twin toggle, weights source. Torch is not imported here."""
+    names = _residual_names()
+    st.session_state.setdefault(state.MODEL_NAME, DEFAULT_MODEL)
+    with st.sidebar:
+        st.subheader("Model")
+        name = st.selectbox(
+            "Variant",
+            names,
+            key=state.MODEL_NAME,
+            format_func=lambda n: f"{n} — {get_spec(n).description}",
+            help="Shared by every page. Tiny variants are fast; ImageNet ones can load pretrained weights.",
+        )
+        plain = st.toggle(
+            "Plain twin (no shortcuts)",
+            key=state.MODEL_PLAIN,
+            help="The same layers with every identity and projection shortcut removed.",
+        )
+        built = twin_name(name) if plain else name
+        options = ["random", "checkpoint"]
+        if get_spec(built).pretrained_available:
+            options.insert(1, "imagenet")
+        if st.session_state.get(state.MODEL_WEIGHTS) not in options:
+            st.session_state[state.MODEL_WEIGHTS] = "random"
+        weights = st.radio(
+            "Weights", options, key=state.MODEL_WEIGHTS, format_func=WEIGHT_LABELS.__getitem__
+        )
+        digest = None
+        if weights == "checkpoint":
+            upload = st.file_uploader(
+                "State dict", type=["pt", "pth", "safetensors"], key=state.CHECKPOINT
+            )
+            if upload is not None:
+                st.session_state[state.CHECKPOINT_FILE] = (upload.name, upload.getvalue())
+            kept = st.session_state.get(state.CHECKPOINT_FILE)
+            if kept is not None:
+                digest = hashlib.sha256(kept[1]).hexdigest()[:16]
+                st.caption(f"Using {kept[0]}")
+    return ModelChoice(built, weights, digest, st.session_state.get(state.DEVICE, "auto"))
+
+
+def render_device_picker() -> None:
+    """Device selector and label. Imports torch: call it after the page has drawn its first text."""
+    from resviz.device import available_devices, describe_device, resolve_device
+
+    options = ["auto", *available_devices()]
+    current = st.session_state.get(state.DEVICE, "auto")
+    with st.sidebar:
+        st.subheader("Device")
+        choice = st.selectbox(
+            "Run on",
+            options,
+            index=options.index(current) if current in options else 0,
+            key=state.DEVICE_WIDGET,
+            help="auto = CUDA if present, else Apple MPS, else the CPU.",
+        )
+        st.session_state[state.DEVICE] = choice
+        st.caption(describe_device(resolve_device(choice)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _load(choice: ModelChoice) -> LoadedModel:
+    from resviz.device import configure_cpu_threads, resolve_device
+    from resviz.models.weights import load_checkpoint, load_model
+
+    configure_cpu_threads()
+    device = resolve_device(choice.device)
+    if choice.weights == "checkpoint":
+        filename, data = st.session_state[state.CHECKPOINT_FILE]
+        loaded = load_checkpoint(choice.name, data, filename=filename)
+        loaded.model.to(device)
+        return loaded
+    return load_model(choice.name, choice.weights, device=device, download=False)
+
+
+def current_model(choice: ModelChoice | None = None) -> LoadedModel:
+    """The model the sidebar picked, loaded once and shared; downloads show a progress bar.
+
+    Raises:
+        resviz.errors.ResvizError: a checkpoint that does not fit, a device that is missing...
+    """
+    from resviz.models.weights import download_weights, is_cached
+
+    choice = choice or current_choice()
+    if choice.weights == "checkpoint" and choice.checkpoint_digest is None:
+        from resviz.errors import CheckpointError
+
+        raise CheckpointError("Upload a checkpoint file in the sidebar, or pick other weights.")
+    if choice.weights == "imagenet" and not is_cached(choice.name):
+        bar = st.progress(0.0, text=f"Downloading {choice.name} weights…")
+
+        def report(done: int, total: int) -> None:
+            frac = done / total if total else 0.0
+            bar.progress(min(frac, 1.0), text=f"Downloading {choice.name} weights: {done / 1e6:.0f} MB")
+
+        from resviz.errors import WeightsUnavailableError
+
+        try:
+            download_weights(choice.name, progress=report)
+        except WeightsUnavailableError:
+            pass  # load_model falls back to random weights and says why in .notice
+        finally:
+            bar.empty()
+    return _load(choice)
+
+
+def current_choice() -> ModelChoice:
+    """The choice the sidebar holds right now (without drawing it)."""
+    name = st.session_state.get(state.MODEL_NAME, DEFAULT_MODEL)
+    if st.session_state.get(state.MODEL_PLAIN):
+        name = twin_name(name)
+    weights = st.session_state.get(state.MODEL_WEIGHTS, "random")
+    kept = st.session_state.get(state.CHECKPOINT_FILE)
+    digest = hashlib.sha256(kept[1]).hexdigest()[:16] if kept and weights == "checkpoint" else None
+    return ModelChoice(name, weights, digest, st.session_state.get(state.DEVICE, "auto"))
+
+
+def show_model_banner(loaded: LoadedModel) -> None:
+    """Say plainly what the weights are, above any result that depends on them."""
+    if loaded.notice:
+        st.warning(loaded.notice)
+    if not loaded.trained:
+        st.info(
+            f"**{loaded.name}** is untrained (random weights): its outputs show structure, not "
+            "knowledge. Pick ImageNet weights or a checkpoint in the sidebar for a trained network."
+        )
+    else:
+        st.caption(f"{loaded.name} · weights: {loaded.source}")
