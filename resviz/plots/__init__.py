@@ -1,0 +1,1 @@
+"""Plotly figure builders: analysis results in, ``go.Figure`` out; no torch here."""
