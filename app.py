@@ -8,15 +8,15 @@ import streamlit as st
 
 from ui.models import render_device_picker, render_model_picker
 
-st.set_page_config(page_title="resviz: residual networks, visualized", page_icon="🔀", layout="wide")
+st.set_page_config(page_title="resviz: residual networks, visualized", page_icon=":material/alt_route:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/architecture.py", title="Architecture", icon="🧱"),
-    st.Page("pages/feature_maps.py", title="Feature Maps", icon="🔬"),
-    st.Page("pages/gradient_flow.py", title="Gradient Flow", icon="🌊"),
-    st.Page("pages/attribution.py", title="Attribution", icon="🎯"),
-    st.Page("pages/training_lab.py", title="Training Lab", icon="🏋️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
+    st.Page("pages/feature_maps.py", title="Feature Maps", icon=":material/grid_view:"),
+    st.Page("pages/gradient_flow.py", title="Gradient Flow", icon=":material/show_chart:"),
+    st.Page("pages/attribution.py", title="Attribution", icon=":material/center_focus_strong:"),
+    st.Page("pages/training_lab.py", title="Training Lab", icon=":material/model_training:"),
 ]
 
 page = st.navigation(PAGES)

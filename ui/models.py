@@ -51,9 +51,9 @@ def render_model_picker() -> ModelChoice:
             "Variant",
             names,
             key=state.MODEL_NAME,
-            format_func=lambda n: f"{n} — {get_spec(n).description}",
             help="Shared by every page. Tiny variants are fast; ImageNet ones can load pretrained weights.",
         )
+        st.caption(get_spec(name).description)
         plain = st.toggle(
             "Plain twin (no shortcuts)",
             key=state.MODEL_PLAIN,

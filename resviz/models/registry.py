@@ -202,10 +202,13 @@ def get_spec(name: str) -> ModelSpec:
                 twin_name(name),
             )
     close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    base = ", ".join(
+        s.name for s in _REGISTRY.values() if not s.plain and not s.name.startswith("preact_")
+    )
     raise UnknownModelError(
-        f"Unknown model {name!r}.{hint} Choices: {', '.join(_REGISTRY)} "
-        "(or any CIFAR depth 6n+2 as resnetN / plainN)."
+        f"Unknown model {name!r}: {hint}choose one of {base} (preact_NAME for pre-activation, "
+        "plainN or plain_NAME for a plain twin; `python -m resviz models` lists all)."
     )
 
 

@@ -1,0 +1,59 @@
+# resviz: every command a person or CI needs. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8501
+
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-dev browser-deps run test test-all lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps make the second run instant: pip runs again only when a requirements file changes.
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/python -m pip install -r requirements-dev.txt
+	@touch $@
+
+setup: $(VENV)/.runtime ## create .venv and install the app's requirements
+
+setup-dev: $(VENV)/.dev browser-deps ## setup + test tools + Chromium for the browser tests
+
+browser-deps: ## install Debian's Chromium for the real-browser tests (needs root or sudo)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
+	else echo "Chromium is missing and I cannot install it: the browser tests will be skipped."; fi
+
+run: setup ## set up and start the app (prints its URL)
+	$(BIN)/python -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+test: setup-dev ## set up and run the test suite (browser tests included; slow ones excluded)
+	$(BIN)/python -m pytest
+
+test-all: setup-dev ## the whole suite, slow full-size tests included
+	$(BIN)/python -m pytest -m "not gpu"
+
+lint: setup-dev ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup-dev ## ruff: fix what can be fixed, then format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup ## print the benchmark ratios on this machine's device
+	$(BIN)/python bench/run_all.py
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

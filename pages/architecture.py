@@ -1,0 +1,148 @@
+"""Architecture: a variant with its knobs, its stages as a table and charts, its shortcuts drawn,
+a side-by-side comparison with a second model, and the architectures ResNet is weighed against."""
+
+import streamlit as st
+
+from resviz.analysis.layout import block_layout
+from resviz.errors import ResvizError
+from resviz.models import ResNetConfig, get_config, get_spec, list_models, model_names, twin_name
+from resviz.models.config import SHORTCUTS
+from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
+from ui import state
+from ui.models import DEFAULT_MODEL
+
+K = state.ARCH_PREFIX
+REFERENCE_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+@st.cache_data(show_spinner="Counting parameters and multiply-accumulates…", max_entries=64)
+def summary_of(config: ResNetConfig, input_size: int, label: str):
+    from resviz.analysis.summary import summarize
+
+    return summarize(config, input_size, label=label)
+
+
+@st.cache_data(show_spinner="Measuring the other architectures…")
+def reference_summaries(input_size: int):
+    from resviz.analysis.summary import COMPARISON_MODELS, summarize, summarize_torchvision
+
+    ours = [summarize(name, input_size) for name in REFERENCE_RESNETS]
+    return ours + [summarize_torchvision(name, input_size) for name in COMPARISON_MODELS]
+
+
+COUNTS = {
+    c: st.column_config.NumberColumn(format="localized")
+    for c in ("params", "macs", "adds", "shortcut_adds")
+}
+
+
+def csv_of(records: list[dict]) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue().encode()
+
+
+def knobs(name: str, base: ResNetConfig) -> dict:
+    """Widgets for the knobs a person exploring skip connections wants."""
+    with st.expander("Knobs", expanded=False):
+        c1, c2, c3 = st.columns(3)
+        chosen = {
+            "skip": c1.toggle("Shortcuts", value=base.skip, key=f"{K}skip_{name}"),
+            "batchnorm": c1.toggle("BatchNorm", value=base.batchnorm, key=f"{K}bn_{name}"),
+            "preact": c2.toggle("Pre-activation (BN-ReLU-conv)", value=base.preact, key=f"{K}preact_{name}"),
+            "zero_init_residual": c2.toggle(
+                "Zero-init last BN of each branch", value=base.zero_init_residual, key=f"{K}zero_{name}"
+            ),
+            "shortcut": c3.selectbox(
+                "Shortcut option", list(SHORTCUTS), index=list(SHORTCUTS).index(base.shortcut),
+                format_func=lambda o: f"{o}: {SHORTCUTS[o]}", key=f"{K}option_{name}",
+                help="He et al. 2015, section 3.3. A has no parameters; B projects where shapes change; "
+                "C projects everywhere.",
+            ),
+        }
+        blocks = list(base.block_names)
+        chosen["no_skip_blocks"] = frozenset(
+            c3.multiselect("Cut the shortcut of single blocks", blocks, key=f"{K}cut_{name}")
+        )
+    return {k: v for k, v in chosen.items() if getattr(base, k) != v}
+
+
+def main() -> None:
+    st.title("Architecture")
+    name = st.session_state.get(state.MODEL_NAME, DEFAULT_MODEL)
+    if st.session_state.get(state.MODEL_PLAIN):
+        name = twin_name(name)
+    spec = get_spec(name)
+    st.markdown(f"**{name}**: {spec.description}. Change the model in the sidebar; tune it here.")
+    default_size = 224 if spec.config.stem == "imagenet" else 32
+    size = st.select_slider(
+        "Input size (pixels)", [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
+        value=default_size, key=f"{K}size_{spec.config.stem}",
+    )
+    changes = knobs(name, spec.config)  # keyed per model: each starts from its own defaults
+    try:
+        config = get_config(name, **changes)
+        summary = summary_of(config, size, name + (" (modified)" if changes else ""))
+    except ResvizError as exc:
+        st.error(str(exc))
+        return
+
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Depth", f"{summary.depth} layers")
+    m2.metric("Parameters", f"{summary.params / 1e6:,.2f} M")
+    m3.metric("Multiply-accumulates", f"{summary.macs / 1e9:,.2f} G")
+    m4.metric("Shortcut additions", f"{summary.adds / 1e6:,.2f} M")
+
+    st.plotly_chart(
+        network_figure(block_layout(config), f"{summary.label}: blocks and shortcuts"),
+        key=f"{K}network",
+    )
+    with st.expander("What does one block look like?"):
+        st.plotly_chart(
+            block_figure(config.block, preact=config.preact, skip=config.skip), key=f"{K}block"
+        )
+
+    st.subheader("Stages")
+    st.dataframe(summary.stage_records(), hide_index=True, width="stretch", column_config=COUNTS)
+    st.download_button("Stage table (CSV)", csv_of(summary.stage_records()), f"{name}_stages.csv",
+                       "text/csv", key=f"{K}dl_stages")
+    with st.expander(f"Every layer ({len(summary.layers)} rows)"):
+        st.dataframe(summary.layer_records(), hide_index=True, width="stretch", height=420, column_config=COUNTS)
+        st.download_button("Layer table (CSV)", csv_of(summary.layer_records()), f"{name}_layers.csv",
+                           "text/csv", key=f"{K}dl_layers")
+
+    st.subheader("Side by side")
+    others = [n for n in model_names() if get_spec(n).family == spec.family] or model_names()
+    other = st.selectbox(
+        "Compare with", others, index=others.index(spec.twin) if spec.twin in others else 0,
+        key=f"{K}other_{spec.family}", help="Its plain twin by default.",
+    )
+    other_summary = summary_of(get_spec(other).config, size, other)
+    st.plotly_chart(stage_figure([summary, other_summary]), key=f"{K}stages")
+    rows = [
+        {"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs, "shortcut_adds": s.adds}
+        for s in (summary, other_summary)
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=COUNTS)
+
+    st.subheader("ResNet among its peers")
+    st.markdown(
+        "Depth, parameters and multiply-accumulates at the chosen input size, all counted from the "
+        "models themselves (torchvision's definitions, built without weights)."
+    )
+    peer_size = max(size, 64)  # AlexNet and GoogLeNet need at least 64 pixels
+    peers = reference_summaries(peer_size)
+    st.plotly_chart(comparison_figure(peers, highlight=REFERENCE_RESNETS), key=f"{K}peers")
+    peer_rows = [{"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs} for s in peers]
+    st.dataframe(peer_rows, hide_index=True, width="stretch", column_config=COUNTS)
+    st.download_button("Comparison (CSV)", csv_of(peer_rows), "architectures.csv", "text/csv",
+                       key=f"{K}dl_peers")
+    st.caption(f"{len(list_models())} registered variants; `python -m resviz summary NAME` prints these tables.")
+
+
+main()

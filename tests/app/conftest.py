@@ -1,0 +1,65 @@
+"""Fixtures for app tests: AppTest (no browser) and a real app server + headless Chromium."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.app.browser import CHROMIUM_ARGS, ROOT, AppServer, find_chromium, wait_idle
+
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def app_test():
+    """A fresh AppTest of the whole app, already run once (Home page). Use ``switch_page``."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    return at
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """Base URL of a real ``streamlit run app.py`` serving for the whole session."""
+    base = tmp_path_factory.mktemp("server")
+    env = {"TORCH_HOME": str(base / "torch"), "RESVIZ_RUNS_DIR": str(base / "runs"),
+           "RESVIZ_THREADS": "1"}
+    server = AppServer(env, base / "streamlit.log").start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _browser():
+    chromium = find_chromium()
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: `make test` installs it (see Makefile browser-deps).")
+        pytest.skip("Chromium is not installed (make browser-deps installs it).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(_browser, app_url):
+    """A fresh browser tab (1400x1000). ``page.errors`` collects uncaught page errors.
+
+    Navigate with ``page.goto(f"{app_url}/feature_maps")`` then ``wait_idle(page)`` from
+    ``tests.app.browser``.
+    """
+    context = _browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+__all__ = ["wait_idle"]

@@ -1,0 +1,22 @@
+"""Fixtures shared by the whole suite. No test may touch the network or the user's caches."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Two cores here: one intra-op thread per test process keeps timings steady and avoids oversubscription.
+torch.set_num_threads(int(os.environ.get("RESVIZ_TEST_THREADS", "2")))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Point torch hub and resviz runs at empty temporary folders: nothing is downloaded or read
+    from the user's home, and a test that wants cached weights writes them itself."""
+    home = tmp_path_factory.getbasetemp() / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("RESVIZ_RUNS_DIR", str(tmp_path_factory.getbasetemp() / "runs"))
+    torch.hub.set_dir(str(home / "hub"))
+    yield
