@@ -1,0 +1,135 @@
+"""``python -m resviz gradflow``: per-layer gradient norms of a residual net and its plain twin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NAME = "gradflow"
+HELP = "Gradient norms per layer of a ResNet and its plain twin (same seed, same batch)."
+ORDER = 40
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=56,
+        help="CIFAR depth 6n+2 (20, 32, 44, 56, 110, ...), or 18/34 with --imagenet",
+    )
+    parser.add_argument("--imagenet", action="store_true", help="the ImageNet-style pair (depth 18 or 34)")
+    parser.add_argument("--no-bn", action="store_true", help="without BatchNorm")
+    parser.add_argument("--init", choices=["kaiming", "xavier", "default"], default="kaiming")
+    parser.add_argument("--zero-init", action="store_true", help="each branch's last layer starts at zero")
+    parser.add_argument("--branch-scale", type=float, default=1.0, help="multiply each branch by this")
+    parser.add_argument(
+        "--source",
+        choices=["random", "samples", "digits"],
+        default="random",
+        help="where the batch comes from",
+    )
+    parser.add_argument("--labels", choices=["random", "true"], default="random")
+    parser.add_argument("--batch", type=int, default=32, help="batch size")
+    parser.add_argument("--size", type=int, default=32, help="input height and width")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="also train both twins this many SGD steps and report the last step's norms",
+    )
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--device", default="auto")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    out.add_argument("--csv", metavar="FILE", help="write the per-layer table to FILE ('-' for stdout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from resviz.analysis.gradients import (
+        BatchSettings,
+        TwinSettings,
+        profile_rows,
+        settings_dict,
+        to_csv,
+        train_twins,
+        twin_profile,
+    )
+    from resviz.device import configure_cpu_threads
+
+    configure_cpu_threads()
+    twins = TwinSettings(
+        depth=args.depth,
+        imagenet=args.imagenet,
+        batchnorm=not args.no_bn,
+        init=args.init,
+        zero_init_residual=args.zero_init,
+        branch_scale=args.branch_scale,
+        seed=args.seed,
+    )
+    batch = BatchSettings(args.source, args.labels, args.batch, args.size, args.seed)
+    pair = twin_profile(twins, batch, device=args.device)
+    rows = profile_rows(pair)
+    training = None
+    if args.steps > 0:
+        run_ = train_twins(twins, batch, args.steps, lr=args.lr, device=args.device)
+        training = {
+            "layers": list(run_.layer_names),
+            "residual_loss": run_.residual_loss.tolist(),
+            "plain_loss": run_.plain_loss.tolist(),
+            "residual_grad_last_step": run_.residual_grad[-1].tolist(),
+            "plain_grad_last_step": run_.plain_grad[-1].tolist(),
+        }
+    if args.json:
+        doc = {
+            "twins": settings_dict(twins),
+            "batch": settings_dict(batch),
+            "loss": {"residual": pair.residual.loss, "plain": pair.plain.loss},
+            "first_last_ratio": {
+                "residual": pair.residual.first_last_ratio,
+                "plain": pair.plain.first_last_ratio,
+            },
+            "layers": rows,
+            "training": training,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    if args.csv:
+        text = to_csv(rows)
+        if args.csv == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.csv, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+            print(f"wrote {len(rows)} rows to {args.csv}")
+        return 0
+    _print_table(pair)
+    if training is not None:
+        print(f"\nafter {args.steps} SGD steps (lr {args.lr:g}):")
+        print(
+            f"  loss  {pair.residual.model}: {training['residual_loss'][-1]:.4g}   "
+            f"{pair.plain.model}: {training['plain_loss'][-1]:.4g}"
+        )
+        width = max(len(n) for n in training["layers"])
+        for name, r, p in zip(
+            training["layers"], training["residual_grad_last_step"], training["plain_grad_last_step"]
+        ):
+            print(f"  {name:<{width}}  {r:>11.3e}  {p:>11.3e}")
+    return 0
+
+
+def _print_table(pair) -> None:  # type: ignore[no-untyped-def]
+    res, plain = pair.residual, pair.plain
+    plain_by_name = dict(zip(plain.layer_names, plain.grad_norm))
+    width = max(len(n) for n in res.layer_names)
+    print(f"{'depth':>5}  {'layer':<{width}}  {res.model:>11}  {plain.model:>11}")
+    for name, depth, g in zip(res.layer_names, res.layer_depth, res.grad_norm):
+        p = plain_by_name.get(name)
+        p_text = f"{p:>11.3e}" if p is not None else f"{'-':>11}"
+        print(f"{int(depth):>5}  {name:<{width}}  {g:>11.3e}  {p_text}")
+    print(f"loss: {res.model} {res.loss:.4g}, {plain.model} {plain.loss:.4g}")
+    print(
+        f"first/last conv gradient-norm ratio: {res.model} {res.first_last_ratio:.3g}, "
+        f"{plain.model} {plain.first_last_ratio:.3g}"
+    )
