@@ -1,6 +1,259 @@
-"""Placeholder until its issue lands; replaced by the real page."""
+"""Gradient Flow: a residual network and its plain twin, same seed, same batch, side by side.
+
+Widgets -> :mod:`resviz.analysis.gradients` -> :mod:`resviz.plots.gradients`. The page builds its
+own twin pair from a seed (never the sidebar's shared model), so training them touches nobody else.
+Profiles are cached per settings (``st.cache_data``); training runs are kept per settings in this
+session, so a stopped run keeps its steps and can be resumed.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("gradient_flow")
-st.info("This page is being built.")
+from ui import state
+
+MAX_TRAINERS = 3  # training runs kept per session (each holds two models)
+
+
+def main() -> None:
+    st.title("Gradient Flow")
+    st.caption(
+        "Does the gradient still reach the first layers? The same depth, initialization seed and batch, "
+        "with and without shortcuts: the shortcut is the only difference between the two networks."
+    )
+    from resviz.errors import ResvizError
+
+    try:
+        twins, batch = _settings()
+        device = st.session_state.get(state.DEVICE, "auto")
+        init_tab, sweep_tab, train_tab = st.tabs(["At initialization", "Depth sweep", "Training"])
+        with init_tab:
+            _at_init(twins, batch, device)
+        with sweep_tab:
+            _sweep(twins, batch, device)
+        with train_tab:
+            _training(twins, batch, device)
+    except ResvizError as exc:
+        st.error(str(exc))
+
+
+def _settings():
+    from resviz.analysis import gradients as ga
+
+    st.session_state.setdefault(state.GRAD_DEPTH_CIFAR, 56)
+    st.session_state.setdefault(state.GRAD_DEPTH_IMAGENET, 18)
+    with st.container(border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        with c1:
+            family = st.radio(
+                "Networks",
+                ["cifar", "imagenet"],
+                key=state.GRAD_FAMILY,
+                format_func={"cifar": "CIFAR (16-64 channels)", "imagenet": "ImageNet 18/34"}.get,
+                horizontal=True,
+            )
+            stages = None
+            if family == "cifar":
+                depth = st.selectbox("Depth", ga.CIFAR_DEPTHS, key=state.GRAD_DEPTH_CIFAR)
+                stages = ga.parse_stage_sizes(
+                    st.text_input(
+                        "Or blocks per stage",
+                        key=state.GRAD_STAGES,
+                        placeholder="e.g. 30,30,30 (182 layers)",
+                        help="Deeper or uneven CIFAR nets: 6·blocks+2 layers. Blank uses the depth above.",
+                    )
+                )
+            else:
+                depth = st.selectbox("Depth", ga.IMAGENET_DEPTHS, key=state.GRAD_DEPTH_IMAGENET)
+        with c2:
+            bn = st.toggle("BatchNorm", value=True, key=state.GRAD_BN)
+            init = st.selectbox(
+                "Initialization",
+                ["kaiming", "xavier", "default"],
+                key=state.GRAD_INIT,
+                format_func={
+                    "kaiming": "Kaiming (He)",
+                    "xavier": "Xavier (Glorot)",
+                    "default": "PyTorch default",
+                }.get,
+            )
+            seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=state.GRAD_SEED)
+        with c3:
+            zero = st.toggle(
+                "Zero-init each branch's last layer",
+                key=state.GRAD_ZERO_INIT,
+                help="Every block starts as the identity (Goyal et al. 2017); tames the no-BN residual net.",
+            )
+            scale = st.number_input(
+                "Branch scale",
+                min_value=0.0,
+                max_value=10.0,
+                value=1.0,
+                step=0.05,
+                key=state.GRAD_BRANCH_SCALE,
+                help="F(x) is multiplied by this before the addition (SkipInit / Fixup-style; try 0.1).",
+            )
+        with c4:
+            source = st.selectbox(
+                "Batch", list(ga.BATCH_SOURCES), key=state.GRAD_SOURCE, format_func=ga.BATCH_SOURCES.get
+            )
+            labels = st.radio(
+                "Loss", list(ga.LABEL_KINDS), key=state.GRAD_LABELS, format_func=ga.LABEL_KINDS.get
+            )
+            b1, b2 = st.columns(2)
+            batch_size = b1.selectbox("Batch size", [4, 8, 16, 32, 64, 128], index=3, key=state.GRAD_BATCH)
+            size = b2.selectbox("Input size", [16, 32, 64, 128], index=1, key=state.GRAD_SIZE)
+    twins = ga.TwinSettings(
+        depth=int(depth),
+        imagenet=family == "imagenet",
+        layers=stages,
+        batchnorm=bn,
+        init=init,
+        zero_init_residual=zero,
+        branch_scale=float(scale),
+        seed=int(seed),
+    )
+    twins.config()  # fail early, with a sentence, on an impossible combination
+    return twins, ga.BatchSettings(source, labels, int(batch_size), int(size), int(seed))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _profile(twins, batch, device: str, split: bool):
+    from resviz.analysis.gradients import twin_profile
+    from resviz.device import configure_cpu_threads
+
+    configure_cpu_threads()
+    return twin_profile(twins, batch, device=device, split=split)
+
+
+def _download(label: str, rows: list[dict[str, object]], name: str) -> None:
+    from resviz.analysis.gradients import to_csv
+
+    st.download_button(
+        label,
+        to_csv(rows),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"{state.GRAD_DOWNLOAD}_{name}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+
+
+def _at_init(twins, batch, device: str) -> None:
+    from resviz.analysis import gradients as ga
+    from resviz.plots import gradients as gp
+
+    with st.spinner(f"Forward and backward pass of both {twins.label} twins…"):
+        pair = _profile(twins, batch, device, True)
+    res, plain = pair.residual, pair.plain
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(f"{res.model}: first/last conv", f"{res.first_last_ratio:.3g}")
+    m2.metric(f"{plain.model}: first/last conv", f"{plain.first_last_ratio:.3g}")
+    m3.metric(f"{res.model}: loss", f"{res.loss:.4g}")
+    m4.metric(f"{plain.model}: loss", f"{plain.loss:.4g}")
+    st.caption(
+        "First/last: weight-gradient norm of the stem conv over the last conv's. Above 1, gradients grow "
+        "toward the input; below 1 they vanish. A huge loss means the forward signal blew up "
+        "(no BatchNorm): try zero-init or a branch scale."
+    )
+    metric = st.radio(
+        "Show",
+        list(gp.METRIC_LABELS),
+        key=state.GRAD_METRIC,
+        format_func=gp.METRIC_LABELS.get,
+        horizontal=True,
+    )
+    st.plotly_chart(gp.twin_figure(pair, metric), key="grad_chart_twin")
+    _download("Per-layer norms (CSV)", ga.profile_rows(pair), "gradient_norms_per_layer")
+    st.subheader("Shortcut or branch?")
+    st.caption(
+        "How the gradient reaching each block's input splits between the shortcut and the residual "
+        "branch (norm of each path's part; the two parts add up as vectors)."
+    )
+    st.plotly_chart(gp.split_figure(pair), key="grad_chart_split")
+    _download("Per-block split (CSV)", ga.block_rows(pair), "gradient_split_per_block")
+
+
+def _sweep(twins, batch, device: str) -> None:
+    from resviz.analysis import gradients as ga
+    from resviz.plots import gradients as gp
+
+    st.caption(
+        "CIFAR twin pairs at every depth, with the knobs above (BatchNorm, initialization, zero-init, "
+        "branch scale, seed) and the same batch. Compare BatchNorm on and off: two different regimes."
+    )
+    depths = st.multiselect(
+        "Depths",
+        [8, 14, *ga.CIFAR_DEPTHS, 164, 218],
+        default=list(ga.CIFAR_DEPTHS),
+        key=state.GRAD_SWEEP_DEPTHS,
+    )
+    if not depths:
+        st.info("Pick at least one depth.")
+        return
+    request = (twins, batch, tuple(sorted(depths)))
+    asked = st.session_state.setdefault(state.GRAD_SWEEPS, set())
+    if st.button("Run the sweep", key=state.GRAD_SWEEP_RUN, type="primary"):
+        asked.add(request)
+    if request not in asked:
+        st.info("Press **Run the sweep**: deep nets take a few seconds each on a CPU. Results are kept.")
+        return
+    bar = st.progress(0.0, text="Sweeping depths…")
+    pairs = []
+    for i, depth in enumerate(request[2]):
+        pairs.append(_profile(ga.sweep_settings(twins, depth), batch, device, False))
+        bar.progress((i + 1) / len(request[2]), text=f"Depth {depth} done")
+    bar.empty()
+    sweep = ga.sweep_from_profiles(pairs, twins, batch)
+    st.plotly_chart(gp.sweep_figure(sweep), key="grad_chart_sweep")
+    st.plotly_chart(gp.sweep_loss_figure(sweep), key="grad_chart_sweep_loss")
+    _download("Depth sweep (CSV)", ga.sweep_rows(sweep), "gradient_depth_sweep")
+
+
+def _training(twins, batch, device: str) -> None:
+    from resviz.analysis import gradients as ga
+    from resviz.plots import gradients as gp
+
+    st.caption(
+        "Both twins train side by side on the same batches: SGD with momentum 0.9 and weight decay 1e-4, "
+        "as in the paper. With the digits batch source each step draws a new minibatch."
+    )
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+    steps = c1.number_input("Train to step", 1, 2000, 20, key=state.GRAD_STEPS)
+    lr = c2.select_slider("Learning rate", [0.001, 0.01, 0.03, 0.1, 0.3], value=0.1, key=state.GRAD_LR)
+    train = c3.button("Train", key=state.GRAD_TRAIN, type="primary")
+    stop = c4.button("Stop", key=state.GRAD_STOP)
+
+    trainers: dict = st.session_state.setdefault(state.GRAD_TRAINERS, {})
+    key = (twins, batch, float(lr))
+    trainer = trainers.get(key)
+    if train:
+        if trainer is None:
+            trainer = ga.TwinTrainer(twins, batch, lr=float(lr), device=device)
+            trainers[key] = trainer
+            while len(trainers) > MAX_TRAINERS:
+                trainers.pop(next(iter(trainers)))
+        target = int(steps)
+        bar = st.progress(trainer.steps_done / target, text="Training…")
+        # One step per chunk: a click on Stop (or any widget) interrupts the script at the next
+        # progress update, after a whole step; the trainer in session state keeps every step so far.
+        while trainer.steps_done < target:
+            trainer.step(1)
+            bar.progress(trainer.steps_done / target, text=f"Step {trainer.steps_done} of {target}")
+        bar.empty()
+    if trainer is None or trainer.steps_done == 0:
+        st.info("Press **Train** to train both twins; the charts fill in as steps run.")
+        return
+    if stop or trainer.steps_done < int(steps):
+        st.info(f"Stopped at step {trainer.steps_done} of {int(steps)}. Press **Train** to continue.")
+    run = trainer.result()
+    st.plotly_chart(gp.loss_figure(run), key="grad_chart_loss")
+    zrange = gp.heatmap_range(run)
+    h1, h2 = st.columns(2)
+    h1.plotly_chart(gp.training_heatmap(run, "residual", zrange=zrange), key="grad_chart_heat_res")
+    h2.plotly_chart(gp.training_heatmap(run, "plain", zrange=zrange), key="grad_chart_heat_plain")
+    _download("Training record (CSV)", ga.training_rows(run), "gradient_training")
+
+
+main()

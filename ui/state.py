@@ -23,6 +23,29 @@ FEAT_PREFIX = "feat_"
 
 # --- Gradient Flow page ---
 GRAD_PREFIX = "grad_"
+GRAD_FAMILY = "grad_family"  # "cifar" | "imagenet": which twin pair
+GRAD_DEPTH_CIFAR = "grad_depth_cifar"  # 20 | 32 | 44 | 56 | 110
+GRAD_DEPTH_IMAGENET = "grad_depth_imagenet"  # 18 | 34
+GRAD_STAGES = "grad_stages"  # text: custom CIFAR blocks per stage, e.g. "30,30,30" (blank: use the depth)
+GRAD_BN = "grad_bn"  # bool: BatchNorm on
+GRAD_INIT = "grad_init"  # "kaiming" | "xavier" | "default"
+GRAD_ZERO_INIT = "grad_zero_init"  # bool: each branch's last layer starts at zero
+GRAD_BRANCH_SCALE = "grad_branch_scale"  # float: F(x) is multiplied by this
+GRAD_SOURCE = "grad_source"  # "random" | "samples" | "digits"
+GRAD_LABELS = "grad_labels"  # "random" | "true"
+GRAD_BATCH = "grad_batch"  # batch size
+GRAD_SIZE = "grad_size"  # input height and width
+GRAD_SEED = "grad_seed"  # seed of the initialization and of the batch
+GRAD_METRIC = "grad_metric"  # "grad_norm" | "grad_weight_ratio" on the twin chart
+GRAD_SWEEP_DEPTHS = "grad_sweep_depths"  # depths of the sweep
+GRAD_SWEEP_RUN = "grad_sweep_run"  # button
+GRAD_SWEEPS = "grad_sweeps"  # set of (TwinSettings, BatchSettings, depths) the user asked for
+GRAD_STEPS = "grad_steps"  # optimizer steps to train to
+GRAD_LR = "grad_lr"  # SGD learning rate
+GRAD_TRAIN = "grad_train"  # button
+GRAD_STOP = "grad_stop"  # button
+GRAD_TRAINERS = "grad_trainers"  # {(TwinSettings, BatchSettings, lr): TwinTrainer}, the last few
+GRAD_DOWNLOAD = "grad_download"  # + "_<chart>": CSV download buttons
 
 # --- Attribution page ---
 ATTR_PREFIX = "attr_"

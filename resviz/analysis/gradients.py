@@ -547,38 +547,64 @@ def depth_sweep(
     """
     if not depths:
         raise ConfigError("Pick at least one depth for the sweep.")
-    rows = []
+    pairs = []
     for i, depth in enumerate(depths):
-        settings = TwinSettings(
-            depth=int(depth),
-            batchnorm=twins.batchnorm,
-            init=twins.init,
-            zero_init_residual=twins.zero_init_residual,
-            branch_scale=twins.branch_scale,
-            seed=twins.seed,
-        )
-        pair = twin_profile(settings, batch, device=device, split=False)
-        rows.append(
-            (
-                settings.config().depth,
-                pair.residual.first_last_ratio,
-                pair.plain.first_last_ratio,
-                pair.residual.loss,
-                pair.plain.loss,
-            )
-        )
+        pairs.append(twin_profile(sweep_settings(twins, depth), batch, device=device, split=False))
         if progress is not None:
             progress(i + 1, len(depths))
-    cols = list(zip(*rows))
+    return sweep_from_profiles(pairs, twins, batch)
+
+
+def sweep_settings(twins: TwinSettings, depth: int) -> TwinSettings:
+    """The CIFAR twin settings of one sweep point: ``twins``' knobs at ``depth``."""
+    return TwinSettings(
+        depth=int(depth),
+        batchnorm=twins.batchnorm,
+        init=twins.init,
+        zero_init_residual=twins.zero_init_residual,
+        branch_scale=twins.branch_scale,
+        seed=twins.seed,
+    )
+
+
+def sweep_from_profiles(
+    pairs: Sequence[TwinProfile], twins: TwinSettings, batch: BatchSettings
+) -> DepthSweep:
+    """Assemble a :class:`DepthSweep` from twin profiles measured one depth at a time (a page caches
+    each depth on its own, so adding a depth to a sweep computes only that one)."""
+    if not pairs:
+        raise ConfigError("Pick at least one depth for the sweep.")
+
+    def col(get: Callable[[TwinProfile], float]) -> np.ndarray:
+        return np.array([get(p) for p in pairs], dtype=np.float64)
+
     return DepthSweep(
-        depths=np.array(cols[0], dtype=np.int64),
-        residual_ratio=np.array(cols[1], dtype=np.float64),
-        plain_ratio=np.array(cols[2], dtype=np.float64),
-        residual_loss=np.array(cols[3], dtype=np.float64),
-        plain_loss=np.array(cols[4], dtype=np.float64),
+        depths=np.array([p.twins.config().depth for p in pairs], dtype=np.int64),
+        residual_ratio=col(lambda p: p.residual.first_last_ratio),
+        plain_ratio=col(lambda p: p.plain.first_last_ratio),
+        residual_loss=col(lambda p: p.residual.loss),
+        plain_loss=col(lambda p: p.plain.loss),
         twins=twins,
         batch=batch,
     )
+
+
+def parse_stage_sizes(text: str) -> tuple[int, ...] | None:
+    """``"18, 18, 18"`` -> ``(18, 18, 18)``; blank -> None (use the chosen depth)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.replace(" ", ",").split(",") if part)
+    except ValueError:
+        raise ConfigError(
+            f"Write the blocks per stage as three whole numbers, e.g. 18,18,18; got {text!r}."
+        ) from None
+    if len(sizes) != 3 or min(sizes) < 1 or sum(sizes) > 1000:
+        raise ConfigError(
+            "Give three positive stage sizes (at most 1000 blocks in all), e.g. 18,18,18 for 110 layers."
+        )
+    return sizes
 
 
 # --------------------------------------------------------------------------------------------------
