@@ -1,0 +1,143 @@
+"""``python -m resviz train``: the degradation experiment from a shell, on one process or many.
+
+    python -m resviz train --data digits --models plain20,plain56,resnet20,resnet56 --steps 300
+    torchrun --nproc_per_node=2 -m resviz train --data shapes --steps 400 --out runs/
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) every process joins one process group (NCCL on GPUs, Gloo
+on CPUs) and takes an equal slice of each global batch; only rank 0 prints and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from resviz.datasets import DATASETS
+
+NAME = "train"
+HELP = "Train plain and residual networks side by side (the degradation experiment) and save the runs."
+ORDER = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from resviz.training import PRESETS
+
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="cpu",
+        help="starting configuration (cpu: digits in ~1.5 min; paper: CIFAR-10 on a GPU)",
+    )
+    parser.add_argument("--data", choices=sorted(DATASETS), help="dataset (default: the preset's)")
+    parser.add_argument("--data-root", help="the folder for --data folder; where CIFAR-10/MNIST live")
+    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10/MNIST")
+    parser.add_argument("--models", help="comma-separated names, e.g. plain20,plain56,resnet20,resnet56")
+    parser.add_argument("--steps", type=int, help="SGD steps")
+    parser.add_argument("--batch-size", type=int, help="global batch (split over processes)")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--widths", help="stage widths, e.g. 8,16,32 (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, help="steps between evaluations")
+    parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    parser.add_argument("--threads", type=int, help="CPU threads per process")
+    parser.add_argument("--out", help="runs folder (default: $RESVIZ_RUNS_DIR or ~/.cache/resviz/runs)")
+    parser.add_argument("--no-save", action="store_true", help="do not save the trained models")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
+
+
+def build_config(args: argparse.Namespace):
+    """The preset with the command line's overrides."""
+    from resviz.training import PRESETS
+
+    cfg = PRESETS[args.preset]
+    changes: dict[str, object] = {"seed": args.seed, "device": args.device}
+    if args.data:
+        changes["dataset"] = args.data
+    if args.data_root:
+        changes["data_root"] = args.data_root
+    if args.download:
+        changes["download"] = True
+    if args.models:
+        changes["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if args.steps:
+        changes["steps"] = args.steps
+        changes["eval_every"] = max(1, args.steps // 20)
+    if args.batch_size:
+        changes["batch_size"] = args.batch_size
+    if args.lr:
+        changes["lr"] = args.lr
+    if args.widths:
+        changes["widths"] = tuple(int(w) for w in args.widths.split(","))
+    if args.eval_every:
+        changes["eval_every"] = args.eval_every
+    return cfg.replace(**changes)
+
+
+def _init_distributed(device: str) -> tuple[int, int, str]:
+    """Join torchrun's process group when launched by it; (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    from resviz.device import resolve_device
+
+    resolved = resolve_device(device)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if resolved.type == "cuda":
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return dist.get_rank(), world, f"cuda:{local}"
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world, "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    from resviz.device import configure_cpu_threads
+    from resviz.runs import save_run
+    from resviz.training import Trainer, summary_rows
+
+    rank, world, device = _init_distributed(args.device)
+    try:
+        configure_cpu_threads(args.threads)
+        cfg = build_config(args).replace(device=device)
+        trainer = Trainer(cfg)
+        if rank == 0:
+            print(
+                f"{trainer.data.summary()}; {len(cfg.models)} models, {cfg.steps} steps, "
+                f"batch {cfg.batch_size}, lr {cfg.lr}, {world} process(es) on {trainer.device}",
+                flush=True,
+            )
+        interval = max(1, cfg.steps // 20)
+
+        def report(t: Trainer) -> None:
+            if rank != 0 or args.quiet or (t.step_index % interval and not t.done):
+                return
+            parts = [
+                f"{m.name} loss {m.history.loss[-1]:.3f} err {100 * m.history.batch_error[-1]:.0f}%"
+                for m in t.members
+            ]
+            print(f"step {t.step_index}/{cfg.steps}: " + " | ".join(parts), flush=True)
+
+        trainer.run(report)
+        results = trainer.results()
+        if rank == 0:
+            rows = summary_rows([r.curves for r in results])
+            print(f"\n{'model':<10} {'train err %':>11} {'held-out %':>10} {'seconds':>8}")
+            for row in rows:
+                print(
+                    f"{row['model']:<10} {row['train error %']:>11.2f} {row['held-out error %']:>10.2f} "
+                    f"{row['seconds']:>8.1f}"
+                )
+            if not args.no_save:
+                for r in results:
+                    path = save_run(r, args.out)
+                    print(f"saved {r.name} -> {path}", file=sys.stderr)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return 0
