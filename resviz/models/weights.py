@@ -224,7 +224,9 @@ def _read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # weights_only refuses a pickle that names Python callables ("Unsupported global"): that is
+        # the malicious case. Anything else it cannot parse is simply not a checkpoint.
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
             raise CheckpointError(
                 f"{filename} contains Python objects other than tensors and was refused: loading it "
                 "could run arbitrary code. Save a plain state dict (torch.save(model.state_dict(), path))."
@@ -240,7 +242,8 @@ def _read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{filename} holds no state dict (a mapping of names to tensors).")
     # DistributedDataParallel and torch.compile prefix every key.
-    prefix = next((p for p in ("module.", "_orig_mod.") if all(k.startswith(p) for k in obj)), "")
+    keys = [k for k in obj if not k.startswith("_class")]
+    prefix = next((p for p in ("module.", "_orig_mod.") if all(k.startswith(p) for k in keys)), "")
     return {k.removeprefix(prefix): v for k, v in obj.items()}
 
 
