@@ -20,6 +20,18 @@ ARCH_PREFIX = "arch_"
 
 # --- Feature Maps page ---
 FEAT_PREFIX = "feat_"
+FEAT_IMAGE_PREFIX = "feat_img_"  # the image picker's keys (ui.images.picker_keys) under this prefix
+FEAT_LAYER = "feat_layer"  # selectbox: stem, stage or block
+FEAT_MODULE = "feat_module"  # text input: any module by dotted name (overrides FEAT_LAYER)
+FEAT_CHANNEL_MODE = "feat_channel_mode"  # radio: "range" | "top-k"
+FEAT_RANGE = "feat_range"  # range slider (first, last) channel
+FEAT_TOPK = "feat_topk"  # slider: k most active channels
+FEAT_CHANNEL = "feat_channel"  # selectbox: the channel shown large
+FEAT_GRID = "feat_grid"  # the grid's plotly chart (a click picks a channel)
+FEAT_GRID_CLICK = "feat_grid_click"  # the last click handled, so a stale one does not override the selectbox
+FEAT_ALLOW_LARGE = "feat_allow_large"  # checkbox: go ahead with a capture over the memory warning
+FEAT_DOWNLOAD_PNG = "feat_download_png"
+FEAT_DOWNLOAD_NPZ = "feat_download_npz"
 
 # --- Gradient Flow page ---
 GRAD_PREFIX = "grad_"
