@@ -60,7 +60,41 @@ GRAD_TRAINERS = "grad_trainers"  # {(TwinSettings, BatchSettings, lr): TwinTrain
 GRAD_DOWNLOAD = "grad_download"  # + "_<chart>": CSV download buttons
 
 # --- Attribution page ---
-ATTR_PREFIX = "attr_"
+ATTR_PREFIX = "attr_"  # also the image picker's prefix on this page
+ATTR_METHOD = "attr_method"  # key of resviz.analysis.attribution.METHODS
+ATTR_LAYER = "attr_layer"  # dotted layer name for Grad-CAM / Guided Grad-CAM
+ATTR_TARGET = "attr_target"  # -1 (the predicted class) or a class index
+ATTR_OPACITY = "attr_opacity"  # map opacity over the image, 0-1 (no recomputation)
+ATTR_COLORMAP = "attr_colormap"  # plotly colorscale name (no recomputation)
+ATTR_BASELINE = "attr_baseline"  # Integrated Gradients baseline, key of BASELINES
+ATTR_IG_STEPS = "attr_ig_steps"  # Integrated Gradients steps
+ATTR_NOISE_TUNNEL = "attr_noise_tunnel"  # bool: SmoothGrad noise tunnel around Integrated Gradients
+ATTR_NT_SAMPLES = "attr_nt_samples"  # noisy samples per image
+ATTR_OCC_WINDOW = "attr_occlusion_window"  # occluding square, pixels
+ATTR_GET_PRETRAINED = "attr_get_pretrained"  # button: switch the sidebar to ImageNet weights
+ATTR_DOWNLOAD_PNG = "attr_download_png"  # + "_<i>": overlay PNG of image i
+ATTR_DOWNLOAD_NPZ = "attr_download_npz"  # all raw maps
+ATTR_GRID = "attr_grid"  # bool: show the comparison grid
+ATTR_GRID_MODE = "attr_grid_mode"  # "methods" | "twin"
+ATTR_GRID_IMAGE = "attr_grid_image"  # index of the image the grid explains
+ATTR_GRID_LAYERS = "attr_grid_layers"  # rows of the grid
+ATTR_GRID_METHODS = "attr_grid_methods"  # columns of the grid in "methods" mode
 
 # --- Training Lab page ---
 TRAIN_PREFIX = "train_"
+TRAIN_PRESET = "train_preset"  # selectbox: key of resviz.training.PRESETS; choosing one fills the widgets
+TRAIN_DATASET = "train_dataset"  # selectbox: key of resviz.datasets.DATASETS
+TRAIN_FOLDER = "train_folder"  # text input: the ImageFolder path for dataset "folder"
+TRAIN_DOWNLOAD = "train_download"  # checkbox: allow torchvision to download CIFAR-10/MNIST
+TRAIN_DEPTHS = "train_depths"  # multiselect: CIFAR depths (6n+2)
+TRAIN_KINDS = "train_kinds"  # multiselect: "plain" and/or "residual"
+TRAIN_WIDTHS = "train_widths"  # selectbox: key of the page's WIDTHS
+TRAIN_STEPS = "train_steps"  # number input
+TRAIN_LR = "train_lr"  # number input: peak learning rate
+TRAIN_SEED = "train_seed"  # number input
+TRAIN_START = "train_start"  # button
+TRAIN_STOP = "train_stop"  # button: stop, keeping (and saving) what was trained
+TRAIN_METRIC = "train_metric"  # selectbox: key of resviz.plots.training.METRICS
+TRAIN_JOB = "train_job"  # resviz.training.TrainingJob of this session (its own models)
+TRAIN_LIVE = "train_live"  # bool: the last full run saw the job running (its end reruns the app)
+TRAIN_RUN = "train_run"  # the sidebar's saved-run selectbox (ui.models), a run folder path

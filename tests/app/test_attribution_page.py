@@ -1,0 +1,135 @@
+"""AppTest of the Attribution page: samples, uploads (good and bad), caching, the grid, the banner."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+
+from ui import state
+
+PAGE = "pages/attribution.py"
+
+
+def _png(size: tuple[int, int] = (48, 40), seed: int = 0) -> bytes:
+    rgb = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _figures(at, kind: str) -> list[dict]:
+    figs = [json.loads(node.proto.spec) for node in at.get("plotly_chart")]
+    return [f for f in figs if f.get("layout", {}).get("meta", {}).get("kind") == kind]
+
+
+def _open(app_test, monkeypatch, model: str = "resnet_tiny"):
+    # After switch_page, AppTest's tree has no sidebar widgets, so a value set on the sidebar's model
+    # selectbox is dropped on the next rerun; the picker's default is what every rerun keeps.
+    import ui.models
+
+    monkeypatch.setattr(ui.models, "DEFAULT_MODEL", model)
+    app_test.session_state[state.MODEL_NAME] = model
+    at = app_test.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count real attribution computations (cache misses) with a fresh cache."""
+    import resviz.analysis.attribution as attribution
+
+    st.cache_data.clear()
+    calls = []
+    real = attribution.attribute_images
+
+    def counting(*args, **kwargs):
+        calls.append(args[2] if len(args) > 2 else kwargs.get("method"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attribution, "attribute_images", counting)
+    return calls
+
+
+def test_sample_image_gives_top5_and_overlay(app_test, counted, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    assert any("untrained: its attributions show structure, not knowledge" in w.value for w in at.warning)
+    assert len(_figures(at, "attribution_overlay")) == 1
+    bars = [
+        f for f in (json.loads(n.proto.spec) for n in at.get("plotly_chart")) if f["data"][0]["type"] == "bar"
+    ]
+    assert len(bars) == 1 and len(bars[0]["data"][0]["y"]) == 5
+    assert [b.proto.label for b in at.get("download_button")] == ["Overlay (PNG)", "All raw maps (.npz)"]
+    assert not at.error
+    assert counted == ["gradcam"]
+
+
+def test_opacity_and_colormap_do_not_recompute(app_test, counted, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    first = _figures(at, "attribution_overlay")[0]["data"][0]["source"]
+    at.slider(key=state.ATTR_OPACITY).set_value(0.9).run()
+    at.selectbox(key=state.ATTR_COLORMAP).set_value("Viridis").run()
+    assert not at.exception
+    assert _figures(at, "attribution_overlay")[0]["data"][0]["source"] != first
+    assert counted == ["gradcam"]
+    at.selectbox(key=state.ATTR_LAYER).set_value("layer2").run()
+    at.selectbox(key=state.ATTR_METHOD).set_value("saliency").run()
+    at.selectbox(key=state.ATTR_TARGET).set_value(3).run()
+    assert not at.exception and not at.error
+    assert counted == ["gradcam", "gradcam", "saliency", "saliency"]
+    assert any("class 3" in m.value for m in at.markdown)
+
+
+def test_upload_one_good_and_one_bad_file(app_test, counted, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    at.file_uploader[0].upload("photo.png", _png(), "image/png").run()
+    at.file_uploader[0].upload("notes.png", b"this is not an image", "image/png").run()
+    assert not at.exception
+    assert any("notes.png" in e.value for e in at.error)
+    overlays = _figures(at, "attribution_overlay")
+    assert len(overlays) == 2  # the default sample and the good upload, in one batch
+    assert counted[-1] == "gradcam" and len(counted) <= 3
+
+
+def test_every_method_through_the_page(app_test, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    for method in ("guided_gradcam", "integrated_gradients", "occlusion"):
+        at.selectbox(key=state.ATTR_METHOD).set_value(method).run()
+        assert not at.exception and not at.error, method
+        assert len(_figures(at, "attribution_overlay")) == 1
+
+
+def test_comparison_grid_layers_methods_and_twin(app_test, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    at.toggle(key=state.ATTR_GRID).set_value(True).run()
+    assert not at.exception and not at.error
+    grid = _figures(at, "attribution_grid")
+    assert len(grid) == 1 and len(grid[0]["data"]) == 8  # 4 stages x (Grad-CAM, Guided Grad-CAM)
+    at.radio(key=state.ATTR_GRID_MODE).set_value("twin").run()
+    assert not at.exception and not at.error
+    grid = _figures(at, "attribution_grid")[0]
+    assert len(grid["data"]) == 8
+    titles = {a["text"] for a in grid["layout"]["annotations"]}
+    assert {"with shortcuts", "without shortcuts", "layer1", "layer4"} <= titles
+
+
+def test_pretrained_button_switches_sidebar_weights(app_test, monkeypatch):
+    import resviz.models.weights as weights
+    from resviz.errors import WeightsUnavailableError
+
+    def offline(name, **_):
+        raise WeightsUnavailableError(f"Could not download pretrained weights for {name} (offline).")
+
+    monkeypatch.setattr(weights, "download_weights", offline)  # no network in tests, ever
+    at = _open(app_test, monkeypatch, "resnet18")
+    at.button(key=state.ATTR_GET_PRETRAINED).click().run()
+    assert not at.exception
+    assert at.session_state[state.MODEL_WEIGHTS] == "imagenet"
+    # Offline: the loader falls back to random weights and the page says why, and still works.
+    assert any("Using random weights instead" in w.value for w in at.warning)
+    assert len(_figures(at, "attribution_overlay")) == 1
