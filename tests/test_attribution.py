@@ -377,3 +377,65 @@ def test_figures():
     )
     assert len(grid.data) == 2
     assert png_bytes(img).startswith(b"\x89PNG")
+
+
+# --------------------------------------------------------------------------- the cam command
+
+
+def _write_png(path, size=(40, 36), seed=0):
+    from PIL import Image
+
+    rgb = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_cam_command_writes_overlay_and_raw_map(tmp_path, capsys):
+    from PIL import Image
+
+    from resviz.cli import main
+
+    a = _write_png(tmp_path / "a.png")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    b = _write_png(sub / "a.png", seed=1)  # same name, another folder: both kept
+    out = tmp_path / "out"
+    rc = main(
+        ["cam", str(a), str(b), "--model", "resnet8", "--layer", "layer2", "--target", "3", "--out", str(out)]
+    )
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_2_gradcam.npz",
+        "a_2_gradcam.png",
+        "a_gradcam.npz",
+        "a_gradcam.png",
+    ]
+    with Image.open(out / "a_gradcam.png") as im:
+        assert im.size == (32, 32) and im.mode == "RGB"  # CIFAR preprocessing: the network's view
+    with np.load(out / "a_gradcam.npz") as z:
+        assert z["map"].shape == (32, 32) and int(z["target"]) == 3 and str(z["layer"]) == "layer2"
+    assert "explains 'class 3'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{bad}"], "not an image"),
+        (["{missing}"], "No image file"),
+        (["{good}", "--target", "10"], "does not exist"),
+        (["{good}", "--layer", "layer9"], "no layer named"),
+        (["{good}", "--method", "lime"], "Unknown method"),
+        (["{good}", "--colormap", "Nope"], "Unknown colormap"),
+    ],
+)
+def test_cam_command_errors_are_one_sentence_exit_2(tmp_path, capsys, args, message):
+    from resviz.cli import main
+
+    paths = {"bad": tmp_path / "bad.png", "missing": tmp_path / "nope.png", "good": tmp_path / "good.png"}
+    paths["bad"].write_text("not an image at all")
+    _write_png(paths["good"])
+    argv = ["cam", *(a.format(**{k: str(v) for k, v in paths.items()}) for a in args)]
+    rc = main([*argv, "--model", "resnet8", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert err.count("\n") == 1
