@@ -80,7 +80,7 @@ def _settings():
             seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=state.GRAD_SEED)
         with c3:
             zero = st.toggle(
-                "Zero-init each branch's last layer",
+                "Zero-init branch ends",
                 key=state.GRAD_ZERO_INIT,
                 help="Every block starts as the identity (Goyal et al. 2017); tames the no-BN residual net.",
             )

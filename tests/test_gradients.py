@@ -203,6 +203,8 @@ def test_batches() -> None:
     assert not torch.equal(x, x2)
     xr, yr = make_batch(BatchSettings("random", "random", 5, 8), in_channels=1, num_classes=3)
     assert xr.shape == (5, 1, 8, 8) and set(yr.tolist()) <= {0, 1, 2}
+    xs, _ = make_batch(BatchSettings("samples", "random", 6, 16, seed=2))
+    assert xs.shape == (6, 3, 16, 16) and torch.isfinite(xs).all() and xs.std() > 0.1
     with pytest.raises(ConfigError, match="digits"):
         BatchSettings("random", "true")
     with pytest.raises(ResvizError):
