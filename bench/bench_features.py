@@ -1,0 +1,57 @@
+"""Capturing every block's output of ResNet-50 vs a bare forward pass, in the same run.
+
+Issue 3 measured 1.0-1.07 with plain hooks; this prints our ratio (median of interleaved repeats).
+Not a test: timings on a shared machine are noisy. Usage: ``python bench/bench_features.py [--size 224]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from resviz.analysis.features import capture_activations
+from resviz.device import configure_cpu_threads
+from resviz.models import create_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    configure_cpu_threads()
+    model = create_model(args.model, seed=0).eval()
+    x = torch.randn(1, 3, args.size, args.size)
+    blocks = model.block_names()
+
+    def bare() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def captured() -> None:
+        capture_activations(model, x, blocks, max_bytes=None)
+
+    bare(), captured()  # warm-up
+    t_bare, t_cap = [], []
+    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
+        for fn, times in ((bare, t_bare), (captured, t_cap)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    b, c = statistics.median(t_bare), statistics.median(t_cap)
+    print(f"{args.model} {args.size}x{args.size}, {len(blocks)} blocks, {torch.get_num_threads()} thread(s)")
+    print(f"bare forward {b * 1e3:.1f} ms, capture every block {c * 1e3:.1f} ms, ratio {c / b:.3f}")
+
+
+if __name__ == "__main__":
+    main()
