@@ -1,0 +1,36 @@
+"""The Attribution page in headless Chromium: an uploaded photo gets its top-5 and its overlay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.app.browser import exceptions_on, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+def test_upload_shows_an_overlay(app_url, browser_page, tmp_path) -> None:
+    path = tmp_path / "my_photo.png"
+    y, x = np.mgrid[0:120, 0:160]
+    rgb = np.stack([x * 255 // 160, y * 255 // 120, np.full_like(x, 90)], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+
+    page = browser_page
+    page.goto(f"{app_url}/attribution")
+    wait_idle(page, timeout=180)
+    page.get_by_text("This network is untrained").first.wait_for(timeout=60_000)
+    page.locator('[data-testid="stMain"] input[type="file"]').first.set_input_files(str(path))
+    page.get_by_text("my_photo.png: Grad-CAM at layer4").first.wait_for(timeout=120_000)
+    wait_idle(page, timeout=180)
+
+    # Two images in one batch (the default sample and the upload): two overlays, two top-5 charts.
+    overlays = page.locator(".js-plotly-plot .imagelayer image")
+    assert overlays.count() == 2
+    assert (overlays.last.get_attribute("href") or "").startswith("data:image/png;base64,")
+    assert page.locator(".js-plotly-plot .barlayer").count() == 2
+    assert page.get_by_text("Overlay (PNG)").count() == 2
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert exceptions_on(page) == []
+    assert page.errors == []
