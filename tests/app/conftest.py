@@ -21,6 +21,27 @@ def app_test():
     return at
 
 
+@pytest.fixture
+def open_page():
+    """``open_page("pages/x.py", model_name="resnet20")``: a fresh AppTest on that page, run once.
+
+    Session state is preset before the first run. Streamlit 1.67's AppTest loses the sidebar of an
+    ``st.navigation`` app on every rerun after the first (its widgets vanish from the tree and their
+    state is dropped; the real server keeps them, see test_browser_smoke), so tests that depend on
+    sidebar choices set them here rather than through the sidebar widgets.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def _open(page: str, **session_state):
+        at = AppTest.from_file(APP, default_timeout=300)
+        for key, value in session_state.items():
+            at.session_state[key] = value
+        at.switch_page(page)
+        return at.run()
+
+    return _open
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Base URL of a real ``streamlit run app.py`` serving for the whole session."""

@@ -1,0 +1,39 @@
+"""A real browser opens the app: Home draws its blocks, Architecture its charts, no exceptions."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.browser import exceptions_on, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+def test_home_and_architecture_in_a_real_browser(browser_page, app_url):
+    page = browser_page
+    page.goto(app_url)
+    wait_idle(page)
+    assert page.get_by_role("heading", name="resviz: why skip connections work").is_visible()
+    assert page.locator(".js-plotly-plot").count() == 2
+    assert exceptions_on(page) == []
+
+    page.get_by_role("link", name="Architecture").first.click()
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot")
+    assert page.get_by_text("Multiply-accumulates").first.is_visible()
+    assert page.locator(".js-plotly-plot").count() >= 3
+    assert exceptions_on(page) == []
+
+    # The sidebar's choice is shared by every page: flip to the plain twin and the counts follow.
+    page.get_by_text("Plain twin (no shortcuts)").click()
+    wait_idle(page)
+    additions = page.locator('[data-testid="stMetric"]').filter(has_text="Shortcut additions")
+    assert "0.00 M" in additions.inner_text()
+    page.get_by_role("link", name="Home").first.click()
+    wait_idle(page)
+    page.get_by_role("link", name="Architecture").first.click()
+    wait_idle(page)
+    assert "plain18" in page.locator('[data-testid="stMain"]').inner_text()
+    additions = page.locator('[data-testid="stMetric"]').filter(has_text="Shortcut additions")
+    assert "0.00 M" in additions.inner_text()
+    assert page.errors == []
