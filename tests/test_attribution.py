@@ -303,8 +303,12 @@ def test_two_threads_on_one_model(tiny, method):
 
     def work(i: int) -> None:
         barrier.wait()
-        for _ in range(6):
-            got = attribute(tiny, xs[i], method, layer="layer3").maps
+        for _ in range(20):
+            try:
+                got = attribute(tiny, xs[i], method, layer="layer3").maps
+            except Exception as exc:  # a race shows up as an error as often as a wrong map
+                errors.append(f"thread {i}: {exc!r}")
+                continue
             if not np.allclose(got, expected[i], atol=1e-5):
                 errors.append(f"thread {i} got another thread's map")
 

@@ -144,7 +144,8 @@ def top_k_figure(
         height=height,
         margin=dict(l=0, r=10, t=30, b=0),
         title="Top classes",
-        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        # Up to the largest bar, not to 100%: an untrained net's 2% top class stays readable.
+        xaxis=dict(range=[0, max([*probs, 0.01]) * 1.15], tickformat=".0%"),
         yaxis=dict(automargin=True),
     )
     return fig
