@@ -1,6 +1,230 @@
-"""Placeholder until its issue lands; replaced by the real page."""
+"""Training Lab: watch the degradation problem happen, then open the trained models on every page.
+
+Widgets -> :class:`resviz.training.TrainingJob` (a background thread that builds and trains its own
+models, never the sidebar's shared one) -> :mod:`resviz.plots.training`. A fragment polls the job
+once a second while it runs; the stop button asks the thread to stop after its current step, and
+what was trained is kept and saved like a finished run.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("training_lab")
-st.info("This page is being built.")
+from ui import state
+
+DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+WIDTHS: dict[str, tuple[int, int, int] | None] = {
+    "paper": None,
+    "reduced": (8, 16, 32),
+    "tiny": (4, 8, 16),
+}
+WIDTH_LABELS = {
+    "paper": "the paper's 16/32/64",
+    "reduced": "reduced 8/16/32 (4x faster)",
+    "tiny": "tiny 4/8/16 (for a quick look)",
+}
+PRESET_LABELS = {
+    "cpu": "CPU default: digits, 300 steps (about 1.5 minutes on 2 cores)",
+    "shapes": "Shapes with masks: 400 steps, reduced widths, Grad-CAM pointing game",
+    "paper": "Paper scale: CIFAR-10, 64k steps (for a GPU)",
+}
+
+
+def main() -> None:
+    st.title("Training Lab")
+    st.caption(
+        "He et al. 2015, Fig. 1 and 6: a deeper **plain** network ends with a *higher training error* than "
+        "a shallower one, while a **residual** network of the same depth does not. Train them side by side "
+        "and watch; the trained models are saved and can be picked in the sidebar on every page."
+    )
+    from resviz.errors import ResvizError
+
+    job = st.session_state.get(state.TRAIN_JOB)
+    running = job is not None and job.running
+    st.session_state[state.TRAIN_LIVE] = running
+    try:
+        config = _settings(running)
+        start_col, stop_col, _ = st.columns([1, 1, 4])
+        start = start_col.button("Start training", key=state.TRAIN_START, type="primary", disabled=running)
+        stop_col.button(
+            "Stop (keep what was trained)",
+            key=state.TRAIN_STOP,
+            disabled=not running,
+            on_click=job.stop if running else None,
+        )
+        if start and config is not None:
+            job = _start(config)
+            running = True
+            st.session_state[state.TRAIN_LIVE] = True
+    except ResvizError as exc:
+        st.error(str(exc))
+    if job is not None:
+        _live(running)
+        if job.finished:
+            _results(job)
+
+
+def _apply_preset() -> None:
+    """Fill the widgets from the chosen preset (a callback: runs before the widgets are drawn)."""
+    from resviz.models import get_config
+    from resviz.training import PRESETS
+
+    cfg = PRESETS[st.session_state[state.TRAIN_PRESET]]
+    st.session_state[state.TRAIN_DATASET] = cfg.dataset
+    st.session_state[state.TRAIN_DEPTHS] = sorted({get_config(m).depth for m in cfg.models})
+    st.session_state[state.TRAIN_KINDS] = ["plain", "residual"]
+    st.session_state[state.TRAIN_WIDTHS] = next(k for k, w in WIDTHS.items() if w == cfg.widths)
+    st.session_state[state.TRAIN_STEPS] = cfg.steps
+    st.session_state[state.TRAIN_LR] = cfg.lr
+    st.session_state[state.TRAIN_DOWNLOAD] = cfg.download
+
+
+def _settings(running: bool):
+    """The widgets; returns the :class:`TrainConfig` they describe (None when incomplete)."""
+    from resviz.datasets import DATASETS
+    from resviz.training import PRESETS
+
+    if state.TRAIN_PRESET not in st.session_state:
+        st.session_state[state.TRAIN_PRESET] = "cpu"
+        _apply_preset()
+    with st.container(border=True):
+        st.selectbox(
+            "Configuration",
+            list(PRESETS),
+            key=state.TRAIN_PRESET,
+            format_func=PRESET_LABELS.get,
+            on_change=_apply_preset,
+            disabled=running,
+        )
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            dataset = st.selectbox(
+                "Dataset", list(DATASETS), key=state.TRAIN_DATASET, format_func=DATASETS.get, disabled=running
+            )
+            folder = None
+            if dataset == "folder":
+                folder = st.text_input("Image folder (one sub-folder per class)", key=state.TRAIN_FOLDER)
+            download = False
+            if dataset in ("cifar10", "mnist"):
+                download = st.checkbox(
+                    "Download if absent (needs internet)", key=state.TRAIN_DOWNLOAD, disabled=running
+                )
+        with c2:
+            depths = st.multiselect("Depths (6n+2)", DEPTHS, key=state.TRAIN_DEPTHS, disabled=running)
+            kinds = st.multiselect("Networks", ["plain", "residual"], key=state.TRAIN_KINDS, disabled=running)
+            widths = st.selectbox(
+                "Widths", list(WIDTHS), key=state.TRAIN_WIDTHS, format_func=WIDTH_LABELS.get, disabled=running
+            )
+        with c3:
+            steps = st.number_input(
+                "Steps", min_value=1, max_value=200_000, step=50, key=state.TRAIN_STEPS, disabled=running
+            )
+            lr = st.number_input(
+                "Learning rate",
+                min_value=1e-4,
+                max_value=1.0,
+                step=0.01,
+                format="%.4f",
+                key=state.TRAIN_LR,
+                disabled=running,
+            )
+            seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, key=state.TRAIN_SEED)
+    if not depths or not kinds:
+        st.info("Choose at least one depth and one kind of network.")
+        return None
+    if dataset == "folder" and not folder:
+        st.info("Give the path of a folder of images, one sub-folder per class.")
+        return None
+    models = tuple(f"{'plain' if k == 'plain' else 'resnet'}{d}" for k in kinds for d in sorted(depths))
+    base = PRESETS[st.session_state[state.TRAIN_PRESET]]
+    return base.replace(
+        dataset=dataset,
+        models=models,
+        widths=WIDTHS[widths],
+        steps=int(steps),
+        lr=float(lr),
+        seed=int(seed),
+        eval_every=max(1, int(steps) // 20),
+        data_root=folder,
+        download=download,
+        device=st.session_state.get(state.DEVICE, "auto"),
+    )
+
+
+def _start(config):
+    from resviz.device import configure_cpu_threads, resolve_device
+    from resviz.runs import default_runs_dir
+    from resviz.training import TrainingJob
+
+    configure_cpu_threads()
+    if config.steps > 5000 and resolve_device(config.device).type == "cpu":
+        st.warning(
+            f"{config.steps} steps on the CPU will take a long time; the paper scale is meant for a GPU."
+        )
+    job = TrainingJob(config, runs_dir=default_runs_dir()).start()
+    st.session_state[state.TRAIN_JOB] = job
+    return job
+
+
+def _live(running: bool) -> None:
+    @st.fragment(run_every=1.0 if running else None)
+    def live() -> None:
+        from resviz.plots.training import METRICS, paper_reference_rows, training_curves_figure
+        from resviz.training import PAPER_CIFAR10_TEST_ERROR
+
+        job = st.session_state[state.TRAIN_JOB]
+        if job.finished and st.session_state.get(state.TRAIN_LIVE):
+            st.session_state[state.TRAIN_LIVE] = False
+            st.rerun()  # the whole page: the buttons and the results depend on the job's end
+        cfg = job.config
+        label = {"loading": "loading the data…", "evaluating": "Grad-CAM pointing game…", "saving": "saving…"}
+        text = label.get(job.status) or f"step {job.step} of {cfg.steps} · {job.elapsed:.0f} s · {job.status}"
+        st.progress(job.progress, text=text)
+        if job.error:
+            st.error(job.error)
+        chart, paper = st.columns([3, 1])
+        with chart:
+            metric = st.selectbox("Curve", list(METRICS), key=state.TRAIN_METRIC, format_func=METRICS.get)
+            curves = job.snapshot()
+            if curves:
+                st.plotly_chart(
+                    training_curves_figure(curves, metric, total_steps=cfg.steps), key="train_curves_chart"
+                )
+        with paper:
+            st.markdown("**The paper's numbers, not ours**")
+            st.caption("CIFAR-10 *test* error of ResNets, He et al. 2015, Table 6 (full width, 64k steps).")
+            st.dataframe(paper_reference_rows(PAPER_CIFAR10_TEST_ERROR), hide_index=True)
+
+    live()
+
+
+def _results(job) -> None:
+    from resviz.plots.training import final_errors_figure, pointing_game_figure
+    from resviz.training import summary_rows
+
+    if not job.results:
+        return
+    st.subheader("Results")
+    if job.status == "stopped":
+        st.info(f"Stopped after {job.step} of {job.config.steps} steps; what was trained is kept.")
+    curves = {r.name: r.curves for r in job.results}
+    left, right = st.columns(2)
+    with left:
+        st.dataframe(summary_rows(curves), hide_index=True)
+        st.plotly_chart(final_errors_figure(curves), key="train_final_chart")
+    scores = {r.name: r.pointing_game for r in job.results if r.pointing_game is not None}
+    with right:
+        if scores:
+            st.plotly_chart(pointing_game_figure(scores), key="train_pointing_chart")
+            st.caption(
+                "Share of held-out shapes whose Grad-CAM peak (last stage, true class) falls inside the "
+                "object's mask."
+            )
+    if job.saved:
+        st.success(
+            f"Saved {len(job.saved)} trained model(s) under {job.saved[0].parent}. Pick "
+            "**Saved training run** under *Weights* in the sidebar to open one on any page."
+        )
+
+
+main()

@@ -24,6 +24,7 @@ WEIGHT_LABELS = {
     "random": "Random initialization",
     "imagenet": "ImageNet pretrained (torchvision)",
     "checkpoint": "My checkpoint (.pt / .pth / .safetensors)",
+    "run": "Saved training run (Training Lab)",
 }
 
 
@@ -35,6 +36,7 @@ class ModelChoice:
     weights: str = "random"
     checkpoint_digest: str | None = None
     device: str = "auto"
+    run_path: str | None = None  # a saved run's folder when weights == "run" (resviz.runs)
 
 
 def _residual_names() -> list[str]:
@@ -63,6 +65,9 @@ def render_model_picker() -> ModelChoice:
         options = ["random", "checkpoint"]
         if get_spec(built).pretrained_available:
             options.insert(1, "imagenet")
+        runs = _saved_runs()
+        if runs:
+            options.append("run")
         if st.session_state.get(state.MODEL_WEIGHTS) not in options:
             st.session_state[state.MODEL_WEIGHTS] = "random"
         weights = st.radio(
@@ -79,7 +84,25 @@ def render_model_picker() -> ModelChoice:
             if kept is not None:
                 digest = hashlib.sha256(kept[1]).hexdigest()[:16]
                 st.caption(f"Using {kept[0]}")
-    return ModelChoice(built, weights, digest, st.session_state.get(state.DEVICE, "auto"))
+        run_path = None
+        if weights == "run":
+            # A run is a whole model (its own variant, classes and input size): the variant above
+            # does not apply to it.
+            labels = {str(r.path): r for r in runs}
+            if st.session_state.get(state.TRAIN_RUN) not in labels:
+                st.session_state[state.TRAIN_RUN] = next(iter(labels))
+            run_path = st.selectbox(
+                "Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].label
+            )
+            built = labels[run_path].name
+    return ModelChoice(built, weights, digest, st.session_state.get(state.DEVICE, "auto"), run_path)
+
+
+def _saved_runs() -> list:
+    """Runs saved by the Training Lab (reads small JSON files only; no torch)."""
+    from resviz.runs import list_runs
+
+    return list_runs()
 
 
 def render_device_picker() -> None:
@@ -113,6 +136,12 @@ def _load(choice: ModelChoice) -> LoadedModel:
         loaded = load_checkpoint(choice.name, data, filename=filename)
         loaded.model.to(device)
         return loaded
+    if choice.weights == "run":
+        from resviz.runs import load_run
+
+        loaded = load_run(choice.run_path)
+        loaded.model.to(device)
+        return loaded
     return load_model(choice.name, choice.weights, device=device, download=False)
 
 
@@ -129,6 +158,10 @@ def current_model(choice: ModelChoice | None = None) -> LoadedModel:
         from resviz.errors import CheckpointError
 
         raise CheckpointError("Upload a checkpoint file in the sidebar, or pick other weights.")
+    if choice.weights == "run" and choice.run_path is None:
+        from resviz.errors import CheckpointError
+
+        raise CheckpointError("No saved training run: train one in the Training Lab, or pick other weights.")
     if choice.weights == "imagenet" and not is_cached(choice.name):
         bar = st.progress(0.0, text=f"Downloading {choice.name} weights…")
 
@@ -155,7 +188,12 @@ def current_choice() -> ModelChoice:
     weights = st.session_state.get(state.MODEL_WEIGHTS, "random")
     kept = st.session_state.get(state.CHECKPOINT_FILE)
     digest = hashlib.sha256(kept[1]).hexdigest()[:16] if kept and weights == "checkpoint" else None
-    return ModelChoice(name, weights, digest, st.session_state.get(state.DEVICE, "auto"))
+    run_path = st.session_state.get(state.TRAIN_RUN) if weights == "run" else None
+    if run_path is not None:
+        from resviz.runs import list_runs
+
+        name = next((r.name for r in list_runs() if str(r.path) == run_path), name)
+    return ModelChoice(name, weights, digest, st.session_state.get(state.DEVICE, "auto"), run_path)
 
 
 def show_model_banner(loaded: LoadedModel) -> None:
