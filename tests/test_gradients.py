@@ -38,9 +38,17 @@ GIANTS = ("101", "152", "1202", "1001", "wide_resnet50")
 TINY = BatchSettings(batch_size=4, image_size=8, seed=0)
 
 
+# Measured in float64 at init (8x8 input, batch 2): these plain twins' largest gradients reach about
+# 1e90, far past float32's 3e38, so in float32 they overflow to inf/NaN. That is the exploding
+# gradient this page exists to show, not a bug; strict, so a change in behaviour is noticed.
+OVERFLOWING = ("plain1202", "plain_preact_resnet1202", "plain_preact_resnet1001")
+
+
 def _variant_params():
     for name in model_names():
         marks = [pytest.mark.slow] if any(g in name for g in GIANTS) else []
+        if name in OVERFLOWING:
+            marks.append(pytest.mark.xfail(strict=True, reason="plain giant: gradients overflow float32"))
         yield pytest.param(name, marks=marks, id=name)
 
 
