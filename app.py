@@ -8,7 +8,9 @@ import streamlit as st
 
 from ui.models import render_device_picker, render_model_picker
 
-st.set_page_config(page_title="resviz: residual networks, visualized", page_icon=":material/alt_route:", layout="wide")
+st.set_page_config(
+    page_title="resviz: residual networks, visualized", page_icon=":material/alt_route:", layout="wide"
+)
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

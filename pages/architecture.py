@@ -1,6 +1,10 @@
 """Architecture: a variant with its knobs, its stages as a table and charts, its shortcuts drawn,
 a side-by-side comparison with a second model, and the architectures ResNet is weighed against."""
 
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()
+
 import streamlit as st
 
 from resviz.analysis.layout import block_layout
@@ -31,8 +35,7 @@ def reference_summaries(input_size: int):
 
 
 COUNTS = {
-    c: st.column_config.NumberColumn(format="localized")
-    for c in ("params", "macs", "adds", "shortcut_adds")
+    c: st.column_config.NumberColumn(format="localized") for c in ("params", "macs", "adds", "shortcut_adds")
 }
 
 
@@ -59,8 +62,11 @@ def knobs(name: str, base: ResNetConfig) -> dict:
                 "Zero-init last BN of each branch", value=base.zero_init_residual, key=f"{K}zero_{name}"
             ),
             "shortcut": c3.selectbox(
-                "Shortcut option", list(SHORTCUTS), index=list(SHORTCUTS).index(base.shortcut),
-                format_func=lambda o: f"{o}: {SHORTCUTS[o]}", key=f"{K}option_{name}",
+                "Shortcut option",
+                list(SHORTCUTS),
+                index=list(SHORTCUTS).index(base.shortcut),
+                format_func=lambda o: f"{o}: {SHORTCUTS[o]}",
+                key=f"{K}option_{name}",
                 help="He et al. 2015, section 3.3. A has no parameters; B projects where shapes change; "
                 "C projects everywhere.",
             ),
@@ -81,8 +87,10 @@ def main() -> None:
     st.markdown(f"**{name}**: {spec.description}. Change the model in the sidebar; tune it here.")
     default_size = 224 if spec.config.stem == "imagenet" else 32
     size = st.select_slider(
-        "Input size (pixels)", [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
-        value=default_size, key=f"{K}size_{spec.config.stem}",
+        "Input size (pixels)",
+        [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
+        value=default_size,
+        key=f"{K}size_{spec.config.stem}",
     )
     changes = knobs(name, spec.config)  # keyed per model: each starts from its own defaults
     try:
@@ -103,24 +111,37 @@ def main() -> None:
         key=f"{K}network",
     )
     with st.expander("What does one block look like?"):
-        st.plotly_chart(
-            block_figure(config.block, preact=config.preact, skip=config.skip), key=f"{K}block"
-        )
+        st.plotly_chart(block_figure(config.block, preact=config.preact, skip=config.skip), key=f"{K}block")
 
     st.subheader("Stages")
     st.dataframe(summary.stage_records(), hide_index=True, width="stretch", column_config=COUNTS)
-    st.download_button("Stage table (CSV)", csv_of(summary.stage_records()), f"{name}_stages.csv",
-                       "text/csv", key=f"{K}dl_stages")
+    st.download_button(
+        "Stage table (CSV)",
+        csv_of(summary.stage_records()),
+        f"{name}_stages.csv",
+        "text/csv",
+        key=f"{K}dl_stages",
+    )
     with st.expander(f"Every layer ({len(summary.layers)} rows)"):
-        st.dataframe(summary.layer_records(), hide_index=True, width="stretch", height=420, column_config=COUNTS)
-        st.download_button("Layer table (CSV)", csv_of(summary.layer_records()), f"{name}_layers.csv",
-                           "text/csv", key=f"{K}dl_layers")
+        st.dataframe(
+            summary.layer_records(), hide_index=True, width="stretch", height=420, column_config=COUNTS
+        )
+        st.download_button(
+            "Layer table (CSV)",
+            csv_of(summary.layer_records()),
+            f"{name}_layers.csv",
+            "text/csv",
+            key=f"{K}dl_layers",
+        )
 
     st.subheader("Side by side")
     others = [n for n in model_names() if get_spec(n).family == spec.family] or model_names()
     other = st.selectbox(
-        "Compare with", others, index=others.index(spec.twin) if spec.twin in others else 0,
-        key=f"{K}other_{spec.family}", help="Its plain twin by default.",
+        "Compare with",
+        others,
+        index=others.index(spec.twin) if spec.twin in others else 0,
+        key=f"{K}other_{spec.family}",
+        help="Its plain twin by default.",
     )
     other_summary = summary_of(get_spec(other).config, size, other)
     st.plotly_chart(stage_figure([summary, other_summary]), key=f"{K}stages")
@@ -140,9 +161,12 @@ def main() -> None:
     st.plotly_chart(comparison_figure(peers, highlight=REFERENCE_RESNETS), key=f"{K}peers")
     peer_rows = [{"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs} for s in peers]
     st.dataframe(peer_rows, hide_index=True, width="stretch", column_config=COUNTS)
-    st.download_button("Comparison (CSV)", csv_of(peer_rows), "architectures.csv", "text/csv",
-                       key=f"{K}dl_peers")
-    st.caption(f"{len(list_models())} registered variants; `python -m resviz summary NAME` prints these tables.")
+    st.download_button(
+        "Comparison (CSV)", csv_of(peer_rows), "architectures.csv", "text/csv", key=f"{K}dl_peers"
+    )
+    st.caption(
+        f"{len(list_models())} registered variants; `python -m resviz summary NAME` prints these tables."
+    )
 
 
 main()

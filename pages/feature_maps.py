@@ -8,6 +8,10 @@ cached pass.
 
 from __future__ import annotations
 
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()
+
 import io
 
 import streamlit as st

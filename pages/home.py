@@ -1,5 +1,9 @@
 """Home: what residual learning is, the two blocks drawn, the variants, and a tour. No torch here."""
 
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()
+
 import streamlit as st
 
 from resviz.models import list_models
@@ -43,16 +47,34 @@ for col, (family, text) in zip(cols, families.items()):
 
 st.subheader("A short tour")
 tour = [
-    ("pages/architecture.py", "Architecture", "tables and charts of any variant, its shortcuts drawn, "
-     "and how it compares with VGG, GoogLeNet, MobileNet and DenseNet."),
-    ("pages/feature_maps.py", "Feature Maps", "what every layer computes on your image, and at each "
-     "block the branch F(x), the shortcut x and their sum."),
-    ("pages/gradient_flow.py", "Gradient Flow", "gradient norms layer by layer, residual against "
-     "plain, at initialization and while they train."),
-    ("pages/attribution.py", "Attribution", "Grad-CAM and friends on your photos: where does the "
-     "network look, at each depth, with and without shortcuts?"),
-    ("pages/training_lab.py", "Training Lab", "train plain and residual nets side by side and "
-     "watch the degradation problem happen."),
+    (
+        "pages/architecture.py",
+        "Architecture",
+        "tables and charts of any variant, its shortcuts drawn, "
+        "and how it compares with VGG, GoogLeNet, MobileNet and DenseNet.",
+    ),
+    (
+        "pages/feature_maps.py",
+        "Feature Maps",
+        "what every layer computes on your image, and at each "
+        "block the branch F(x), the shortcut x and their sum.",
+    ),
+    (
+        "pages/gradient_flow.py",
+        "Gradient Flow",
+        "gradient norms layer by layer, residual against plain, at initialization and while they train.",
+    ),
+    (
+        "pages/attribution.py",
+        "Attribution",
+        "Grad-CAM and friends on your photos: where does the "
+        "network look, at each depth, with and without shortcuts?",
+    ),
+    (
+        "pages/training_lab.py",
+        "Training Lab",
+        "train plain and residual nets side by side and watch the degradation problem happen.",
+    ),
 ]
 for path, label, text in tour:
     link, desc = st.columns([1, 4])

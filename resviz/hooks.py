@@ -75,9 +75,7 @@ def preserve_model_state(model: nn.Module, *, train: bool = False) -> Iterator[n
     """
     with model_lock(model):
         modes = [(m, m.training) for m in model.modules()]
-        saved = (
-            {k: v.clone() for k, v in model.state_dict().items() if _is_bn_stat(k)} if train else {}
-        )
+        saved = {k: v.clone() for k, v in model.state_dict().items() if _is_bn_stat(k)} if train else {}
         model.train(train)
         try:
             yield model

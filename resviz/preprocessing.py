@@ -57,13 +57,23 @@ class Preprocessing:
         return (x - mean) / std
 
     def to_dict(self) -> dict[str, object]:
-        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean),
-                "std": list(self.std), "channels": self.channels}
+        return {
+            "resize": self.resize,
+            "crop": self.crop,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channels": self.channels,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Preprocessing:
-        return cls(int(d["resize"]), int(d["crop"]), tuple(d["mean"]), tuple(d["std"]),  # type: ignore[arg-type]
-                   int(d.get("channels", 3)))  # type: ignore[call-overload]
+        return cls(
+            int(d["resize"]),
+            int(d["crop"]),
+            tuple(d["mean"]),
+            tuple(d["std"]),  # type: ignore[arg-type]
+            int(d.get("channels", 3)),
+        )  # type: ignore[call-overload]
 
 
 def _hwc(a: np.ndarray) -> np.ndarray:
@@ -79,8 +89,13 @@ def for_config(config: ResNetConfig) -> Preprocessing:
     base = IMAGENET if config.stem == "imagenet" else CIFAR
     if config.in_channels == 3:
         return base
-    return Preprocessing(base.resize, base.crop, (0.5,) * config.in_channels,
-                         (0.25,) * config.in_channels, channels=config.in_channels)
+    return Preprocessing(
+        base.resize,
+        base.crop,
+        (0.5,) * config.in_channels,
+        (0.25,) * config.in_channels,
+        channels=config.in_channels,
+    )
 
 
 def from_torchvision(weights: object) -> Preprocessing:

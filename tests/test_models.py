@@ -22,9 +22,23 @@ from resviz.models import (
 from resviz.models.resnet import PadShortcut, ResidualBlock, ResNet
 
 # Variants too big to run a forward pass in the default suite; built on "meta" there, run under `slow`.
-GIANT = {s.name for s in list_models() if sum(s.config.layers) > 60 or s.name.startswith(
-    ("wide_resnet101", "plain_wide_resnet101", "preact_wide_resnet101", "plain_preact_wide_resnet101",
-     "resnext101", "plain_resnext101", "preact_resnext101", "plain_preact_resnext101"))}
+GIANT = {
+    s.name
+    for s in list_models()
+    if sum(s.config.layers) > 60
+    or s.name.startswith(
+        (
+            "wide_resnet101",
+            "plain_wide_resnet101",
+            "preact_wide_resnet101",
+            "plain_preact_wide_resnet101",
+            "resnext101",
+            "plain_resnext101",
+            "preact_resnext101",
+            "plain_preact_resnext101",
+        )
+    )
+}
 
 
 def n_params(model: nn.Module) -> int:
@@ -104,8 +118,18 @@ def test_torchvision_state_dicts_load_strictly_with_identical_outputs(name):
 
 def test_registry_has_every_family_and_a_twin_for_each():
     names = set(model_names())
-    for required in ("resnet18", "resnet152", "wide_resnet50_2", "resnext50_32x4d", "resnet20",
-                     "resnet1202", "preact_resnet56", "preact_resnet18", "resnet8", "resnet_tiny"):
+    for required in (
+        "resnet18",
+        "resnet152",
+        "wide_resnet50_2",
+        "resnext50_32x4d",
+        "resnet20",
+        "resnet1202",
+        "preact_resnet56",
+        "preact_resnet18",
+        "resnet8",
+        "resnet_tiny",
+    ):
         assert required in names
         assert get_spec(required).twin in names
         assert get_spec(get_spec(required).twin).twin == required
@@ -201,8 +225,10 @@ def test_zero_init_makes_each_branch_start_at_zero():
     for name in ("resnet18", "resnet50", "preact_resnet18", "resnet20"):
         model = create_model(name, zero_init_residual=True).eval()
         outputs = {}
-        hooks = [b.branch_out.register_forward_hook(lambda m, i, o, b=b: outputs.__setitem__(b, o))
-                 for b in model.blocks()]
+        hooks = [
+            b.branch_out.register_forward_hook(lambda m, i, o, b=b, out=outputs: out.__setitem__(b, o))
+            for b in model.blocks()
+        ]
         with torch.no_grad():
             model(input_for(model.config, 1))
         for h in hooks:

@@ -113,8 +113,10 @@ def test_download_reports_progress_and_checks_the_hash(tmp_path, monkeypatch):
 
 def test_checkpoint_round_trip_with_class_names_and_prefixes():
     model = create_model("resnet_tiny", num_classes=3, seed=1).eval()
-    wrapped = {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
-               "class_names": ["cat", "dog", "fox"]}
+    wrapped = {
+        "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+        "class_names": ["cat", "dog", "fox"],
+    }
     loaded = W.load_checkpoint("resnet_tiny", state_bytes(wrapped), filename="run.pt")
     assert loaded.weights == "checkpoint" and loaded.config.num_classes == 3
     assert loaded.class_names == ("cat", "dog", "fox")

@@ -13,7 +13,6 @@ Shortcut additions are counted separately (``adds``): they are elementwise, not 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -137,8 +136,15 @@ def summarize(
         def hook(mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             if getattr(mod, "skip", False):
                 rows.append(
-                    LayerRow(f"{name} (+ shortcut)", "shortcut addition", stage_of(name),
-                             tuple(output.shape[1:]), 0, 0, output[0].numel())
+                    LayerRow(
+                        f"{name} (+ shortcut)",
+                        "shortcut addition",
+                        stage_of(name),
+                        tuple(output.shape[1:]),
+                        0,
+                        0,
+                        output[0].numel(),
+                    )
                 )
 
         return hook

@@ -14,8 +14,12 @@ ORDER = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", choices=["imagenet", "cifar", "tiny"], help="only this family")
-    parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=None,
-                        help="only plain twins (--plain) or only residual nets (--no-plain)")
+    parser.add_argument(
+        "--plain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="only plain twins (--plain) or only residual nets (--no-plain)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -15,8 +15,13 @@ ORDER = 20
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a variant from `python -m resviz models`, e.g. resnet50")
     parser.add_argument("--plain", action="store_true", help="summarize the plain twin instead")
-    parser.add_argument("--input-size", type=int, default=None, metavar="N",
-                        help="input height = width (default: 224 for ImageNet nets, 32 for CIFAR)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="input height = width (default: 224 for ImageNet nets, 32 for CIFAR)",
+    )
     parser.add_argument("--layers", action="store_true", help="also print every layer")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -32,15 +37,27 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--input-size must be between 8 and 4096 pixels, not {size}.")
     s = summarize(name, size)
     if args.json:
-        print(json.dumps({
-            "model": s.label, "input_shape": list(s.input_shape), "depth": s.depth, "params": s.params,
-            "macs": s.macs, "shortcut_adds": s.adds, "stages": s.stage_records(),
-            "layers": s.layer_records(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": s.label,
+                    "input_shape": list(s.input_shape),
+                    "depth": s.depth,
+                    "params": s.params,
+                    "macs": s.macs,
+                    "shortcut_adds": s.adds,
+                    "stages": s.stage_records(),
+                    "layers": s.layer_records(),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"{s.label}: {spec.description}")
-    print(f"input {'x'.join(map(str, s.input_shape))} | depth {s.depth} | params {s.params:,} | "
-          f"MACs {s.macs / 1e9:.3f} G | shortcut additions {s.adds:,}")
+    print(
+        f"input {'x'.join(map(str, s.input_shape))} | depth {s.depth} | params {s.params:,} | "
+        f"MACs {s.macs / 1e9:.3f} G | shortcut additions {s.adds:,}"
+    )
     if args.layers:
         print()
         _table(s.layer_records(), ["name", "type", "output_shape", "params", "macs", "adds"])

@@ -48,9 +48,13 @@ class ResNetConfig:
     batchnorm: bool = True  # False puts nn.Identity where each BatchNorm was (names stay free)
     groups: int = 1  # ResNeXt cardinality
     width_per_group: int = 64  # ResNeXt / Wide ResNet bottleneck width (64 = plain ResNet)
-    zero_init_residual: bool = False  # last BN of each branch starts at gamma=0: each block starts as identity
+    zero_init_residual: bool = (
+        False  # last BN of each branch starts at gamma=0: each block starts as identity
+    )
     branch_scale: float = 1.0  # F(x) is multiplied by this before the addition (SkipInit/Fixup-style taming)
-    init: Init = "kaiming"  # conv init: torchvision's kaiming_normal(fan_out), xavier_normal, or torch's default
+    init: Init = (
+        "kaiming"  # conv init: torchvision's kaiming_normal(fan_out), xavier_normal, or torch's default
+    )
 
     def __post_init__(self) -> None:
         # Lists from JSON or a CLI become tuples so the config stays hashable (a cache key).

@@ -118,8 +118,14 @@ def _register_defaults() -> None:
     for depth in (164, 1001):  # the bottleneck CIFAR nets of "Identity Mappings", 9n+2 layers
         n = (depth - 2) // 9
         cfg = ResNetConfig(
-            block="bottleneck", layers=(n, n, n), widths=CIFAR_WIDTHS, stem="cifar",
-            stem_width=16, num_classes=10, shortcut="B", preact=True,
+            block="bottleneck",
+            layers=(n, n, n),
+            widths=CIFAR_WIDTHS,
+            stem="cifar",
+            stem_width=16,
+            num_classes=10,
+            shortcut="B",
+            preact=True,
         )
         register(f"preact_resnet{depth}", cfg, "cifar", f"pre-activation bottleneck ResNet-{depth} for CIFAR")
 
@@ -145,17 +151,19 @@ def _register_defaults() -> None:
     register(
         "resnext_tiny",
         ResNetConfig(
-            block="bottleneck", layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_width=8,
-            groups=4, width_per_group=16,
+            block="bottleneck",
+            layers=(1, 1, 1, 1),
+            widths=(8, 16, 32, 64),
+            stem_width=8,
+            groups=4,
+            width_per_group=16,
         ),
         "tiny",
         "tiny ResNeXt (4 groups)",
     )
     register(
         "preact_resnet_tiny",
-        ResNetConfig(
-            block="basic", layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_width=8, preact=True
-        ),
+        ResNetConfig(block="basic", layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_width=8, preact=True),
         "tiny",
         "tiny pre-activation ResNet",
     )
@@ -167,8 +175,13 @@ def cifar_config(depth: int, **knobs: object) -> ResNetConfig:
         raise ConfigError(f"A CIFAR ResNet has 6n+2 layers (8, 14, 20, 26, 32, ...); {depth} is not.")
     n = (depth - 2) // 6
     base = ResNetConfig(
-        block="basic", layers=(n, n, n), widths=CIFAR_WIDTHS, stem="cifar", stem_width=16,
-        num_classes=10, shortcut="A",
+        block="basic",
+        layers=(n, n, n),
+        widths=CIFAR_WIDTHS,
+        stem="cifar",
+        stem_width=16,
+        num_classes=10,
+        shortcut="A",
     )
     return base.replace(**knobs) if knobs else base
 
@@ -203,9 +216,7 @@ def get_spec(name: str) -> ModelSpec:
             )
     close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    base = ", ".join(
-        s.name for s in _REGISTRY.values() if not s.plain and not s.name.startswith("preact_")
-    )
+    base = ", ".join(s.name for s in _REGISTRY.values() if not s.plain and not s.name.startswith("preact_"))
     raise UnknownModelError(
         f"Unknown model {name!r}: {hint}choose one of {base} (preact_NAME for pre-activation, "
         "plainN or plain_NAME for a plain twin; `python -m resviz models` lists all)."

@@ -54,9 +54,7 @@ class PadShortcut(nn.Module):
         return f"stride={self.stride}, extra_channels={self.extra}"
 
 
-def make_shortcut(
-    in_planes: int, out_planes: int, stride: int, cfg: ResNetConfig
-) -> nn.Module | None:
+def make_shortcut(in_planes: int, out_planes: int, stride: int, cfg: ResNetConfig) -> nn.Module | None:
     """The shortcut's layers, or None for a plain identity (torchvision's ``downsample``)."""
     changes_shape = stride != 1 or in_planes != out_planes
     if cfg.shortcut == "A":

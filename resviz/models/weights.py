@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -104,7 +104,7 @@ def download_weights(name: str, *, progress: Progress | None = None, timeout: fl
     dest.parent.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https url
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
@@ -136,9 +136,7 @@ def _reason(exc: BaseException) -> str:
     return str(reason).strip() or type(exc).__name__
 
 
-def load_pretrained(
-    name: str, *, progress: Progress | None = None, download: bool = True
-) -> LoadedModel:
+def load_pretrained(name: str, *, progress: Progress | None = None, download: bool = True) -> LoadedModel:
     """ResNet ``name`` with torchvision's ImageNet weights, from the cache or downloaded once.
 
     Raises:
@@ -253,7 +251,8 @@ def _load_strict(model: torch.nn.Module, state: dict, filename: str, label: str 
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(
-        k for k in set(expected) & set(state)
+        k
+        for k in set(expected) & set(state)
         if isinstance(state[k], torch.Tensor) and state[k].shape != expected[k].shape
     )
     if missing or unexpected or wrong:
@@ -270,21 +269,17 @@ def _load_strict(model: torch.nn.Module, state: dict, filename: str, label: str 
             )
         guesses = guess_variants(state)
         hint = f" It looks like {' or '.join(guesses)}." if guesses else ""
-        raise CheckpointError(
-            f"{filename} does not fit {label or 'this model'}: {'; '.join(parts)}.{hint}"
-        )
+        raise CheckpointError(f"{filename} does not fit {label or 'this model'}: {'; '.join(parts)}.{hint}")
     model.load_state_dict(state, strict=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _signature(name: str) -> frozenset[tuple[str, tuple[int, ...]]]:
     from resviz.models.resnet import ResNet
 
     with torch.device("meta"):  # no memory, no init cost: only names and shapes are needed
         model = ResNet(get_spec(name).config.replace(num_classes=1))
-    return frozenset(
-        (k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.startswith("fc.")
-    )
+    return frozenset((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.startswith("fc."))
 
 
 def _stage_layout(keys) -> tuple[int, ...]:
@@ -298,7 +293,8 @@ def _stage_layout(keys) -> tuple[int, ...]:
 def guess_variants(state: dict[str, torch.Tensor], limit: int = 2) -> list[str]:
     """Registered variants whose parameter names and shapes match ``state`` (ignoring the classifier)."""
     sig = frozenset(
-        (k, tuple(v.shape)) for k, v in state.items()
+        (k, tuple(v.shape))
+        for k, v in state.items()
         if isinstance(v, torch.Tensor) and not k.startswith(("fc.", "_"))
     )
     if not sig:
@@ -363,4 +359,3 @@ def _random(name: str, seed: int | None, knobs: dict[str, object]) -> LoadedMode
         source="random initialization" + (f" (seed {seed})" if seed is not None else ""),
         preprocessing=for_config(model.config),
     )
-

@@ -6,6 +6,7 @@ Inputs are configs, summaries and layouts (plain data); nothing here imports tor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -60,56 +61,110 @@ def block_figure(kind: str = "basic", *, preact: bool = False, skip: bool = True
     for label, y in zip(layers, ys):
         is_conv = "conv" in label
         fig.add_shape(
-            type="rect", x0=-1.2, x1=1.2, y0=y - 0.32, y1=y + 0.32,
-            fillcolor="#dbe9f6" if is_conv else "#f2f2f2", line=dict(color="#555", width=1),
+            type="rect",
+            x0=-1.2,
+            x1=1.2,
+            y0=y - 0.32,
+            y1=y + 0.32,
+            fillcolor="#dbe9f6" if is_conv else "#f2f2f2",
+            line=dict(color="#555", width=1),
         )
         fig.add_annotation(x=0, y=y, text=label, showarrow=False, font=dict(size=13))
     # Arrows between layers, from the input above the first to the output below the sum.
     points = [top, *ys]
     add_y = ys[-1] - step
     out_y = add_y - (0.0 if preact else step)
-    for a, b in zip(points, points[1:]):
+    for a, b in pairwise(points):
         _arrow(fig, 0, a - (0.32 if a != top else 0), 0, b + 0.32)
     fig.add_annotation(x=0, y=top + 0.25, text="<b>x</b>", showarrow=False, font=dict(size=15))
     if skip:
         _arrow(fig, 0, ys[-1] - 0.32, 0, add_y + 0.22)
-        fig.add_shape(type="circle", x0=-0.22, x1=0.22, y0=add_y - 0.22, y1=add_y + 0.22,
-                      line=dict(color=RESIDUAL, width=2))
+        fig.add_shape(
+            type="circle",
+            x0=-0.22,
+            x1=0.22,
+            y0=add_y - 0.22,
+            y1=add_y + 0.22,
+            line=dict(color=RESIDUAL, width=2),
+        )
         fig.add_annotation(x=0, y=add_y, text="<b>+</b>", showarrow=False, font=dict(size=16, color=RESIDUAL))
         # The shortcut: out to the right, down, and into the addition.
-        fig.add_shape(type="path", path=f"M 0 {top - 0.1} L 2.1 {top - 0.1} L 2.1 {add_y} L 0.24 {add_y}",
-                      line=dict(color=RESIDUAL, width=2.5))
-        fig.add_annotation(x=2.15, y=(top + add_y) / 2, text="identity<br>shortcut x", showarrow=False,
-                           xanchor="left", font=dict(color=RESIDUAL, size=12))
-        fig.add_annotation(x=-1.35, y=(ys[0] + ys[-1]) / 2, text="F(x)", showarrow=False,
-                           xanchor="right", font=dict(size=15, color="#333"))
+        fig.add_shape(
+            type="path",
+            path=f"M 0 {top - 0.1} L 2.1 {top - 0.1} L 2.1 {add_y} L 0.24 {add_y}",
+            line=dict(color=RESIDUAL, width=2.5),
+        )
+        fig.add_annotation(
+            x=2.15,
+            y=(top + add_y) / 2,
+            text="identity<br>shortcut x",
+            showarrow=False,
+            xanchor="left",
+            font=dict(color=RESIDUAL, size=12),
+        )
+        fig.add_annotation(
+            x=-1.35,
+            y=(ys[0] + ys[-1]) / 2,
+            text="F(x)",
+            showarrow=False,
+            xanchor="right",
+            font=dict(size=15, color="#333"),
+        )
         last_y = add_y - 0.22
     else:
         last_y = ys[-1] - 0.32
     if not preact:
-        fig.add_shape(type="rect", x0=-1.2, x1=1.2, y0=out_y - 0.32, y1=out_y + 0.32,
-                      fillcolor="#f2f2f2", line=dict(color="#555", width=1))
+        fig.add_shape(
+            type="rect",
+            x0=-1.2,
+            x1=1.2,
+            y0=out_y - 0.32,
+            y1=out_y + 0.32,
+            fillcolor="#f2f2f2",
+            line=dict(color="#555", width=1),
+        )
         fig.add_annotation(x=0, y=out_y, text="ReLU", showarrow=False, font=dict(size=13))
         _arrow(fig, 0, last_y, 0, out_y + 0.32)
         last_y = out_y - 0.32
     result = "F(x) + x" if skip else "F(x)"
     _arrow(fig, 0, last_y, 0, last_y - 0.55)
-    fig.add_annotation(x=0, y=last_y - 0.75, text=f"<b>{'relu(' + result + ')' if not preact else result}</b>",
-                       showarrow=False, font=dict(size=14))
+    fig.add_annotation(
+        x=0,
+        y=last_y - 0.75,
+        text=f"<b>{'relu(' + result + ')' if not preact else result}</b>",
+        showarrow=False,
+        font=dict(size=14),
+    )
     title = f"{'pre-activation ' if preact else ''}{kind} block{'' if skip else ' (plain: no shortcut)'}"
     fig.update_layout(
         title=dict(text=title, x=0.5, xanchor="center"),
         xaxis=dict(visible=False, range=[-2.4, 3.6]),
         yaxis=dict(visible=False, range=[last_y - 1.1, top + 0.6], scaleanchor="x"),
-        height=90 + 58 * (n + 3), margin=dict(l=10, r=10, t=50, b=10),
-        plot_bgcolor="white", showlegend=False,
+        height=90 + 58 * (n + 3),
+        margin=dict(l=10, r=10, t=50, b=10),
+        plot_bgcolor="white",
+        showlegend=False,
     )
     return fig
 
 
 def _arrow(fig: go.Figure, x0: float, y0: float, x1: float, y1: float, color: str = "#555") -> None:
-    fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y",
-                       showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.5, arrowcolor=color, text="")
+    fig.add_annotation(
+        x=x1,
+        y=y1,
+        ax=x0,
+        ay=y0,
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=2,
+        arrowsize=1,
+        arrowwidth=1.5,
+        arrowcolor=color,
+        text="",
+    )
 
 
 def network_figure(blocks: Sequence[BlockInfo], title: str = "", max_blocks: int = 60) -> go.Figure:
@@ -125,31 +180,68 @@ def network_figure(blocks: Sequence[BlockInfo], title: str = "", max_blocks: int
     for i, (b, folded) in enumerate(shown):
         color = STAGE_COLORS[stages.index(b.stage) % len(STAGE_COLORS)]
         label = f"×{folded}" if folded > 1 else ""
-        fig.add_shape(type="rect", x0=i + 0.1, x1=i + 0.9, y0=0, y1=1, fillcolor=color, opacity=0.85,
-                      line=dict(color="white", width=1))
+        fig.add_shape(
+            type="rect",
+            x0=i + 0.1,
+            x1=i + 0.9,
+            y0=0,
+            y1=1,
+            fillcolor=color,
+            opacity=0.85,
+            line=dict(color="white", width=1),
+        )
         if label:
-            fig.add_annotation(x=i + 0.5, y=0.5, text=label, showarrow=False, font=dict(color="white", size=11))
+            fig.add_annotation(
+                x=i + 0.5, y=0.5, text=label, showarrow=False, font=dict(color="white", size=11)
+            )
         if b.shortcut != "none":
             style = SHORTCUT_STYLE[b.shortcut]
-            fig.add_shape(type="path", path=f"M {i + 0.12} 1.02 Q {i + 0.5} 1.9 {i + 0.88} 1.02",
-                          line=dict(color=style["color"], dash=style["dash"], width=2))
+            fig.add_shape(
+                type="path",
+                path=f"M {i + 0.12} 1.02 Q {i + 0.5} 1.9 {i + 0.88} 1.02",
+                line=dict(color=style["color"], dash=style["dash"], width=2),
+            )
         hover_x.append(i + 0.5)
         hover_y.append(0.5)
         hover_text.append(
-            f"{b.name}{f' (+{folded - 1} like it)' if folded > 1 else ''}<br>{b.in_channels}→{b.out_channels} "
-            f"channels, stride {b.stride}<br>shortcut: {b.shortcut}"
+            f"{b.name}{f' (+{folded - 1} like it)' if folded > 1 else ''}<br>"
+            f"{b.in_channels}→{b.out_channels} channels, stride {b.stride}<br>shortcut: {b.shortcut}"
         )
-    fig.add_trace(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker=dict(size=18, opacity=0),
-                             hovertext=hover_text, hoverinfo="text", showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=hover_x,
+            y=hover_y,
+            mode="markers",
+            marker=dict(size=18, opacity=0),
+            hovertext=hover_text,
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
     for s, stage in enumerate(stages):
         xs = [i for i, (b, _) in enumerate(shown) if b.stage == stage]
-        fig.add_annotation(x=(xs[0] + xs[-1] + 1) / 2, y=-0.35, text=stage, showarrow=False,
-                           font=dict(color=STAGE_COLORS[s % len(STAGE_COLORS)], size=13))
+        fig.add_annotation(
+            x=(xs[0] + xs[-1] + 1) / 2,
+            y=-0.35,
+            text=stage,
+            showarrow=False,
+            font=dict(color=STAGE_COLORS[s % len(STAGE_COLORS)], size=13),
+        )
     for kind, style in SHORTCUT_STYLE.items():
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{kind} shortcut",
-                                 line=dict(color=style["color"], dash=style["dash"], width=2)))
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                name=f"{kind} shortcut",
+                line=dict(color=style["color"], dash=style["dash"], width=2),
+            )
+        )
     fig.update_layout(
-        title=title, height=230, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+        title=title,
+        height=230,
+        margin=dict(l=10, r=10, t=40, b=10),
+        plot_bgcolor="white",
         xaxis=dict(visible=False, range=[-0.2, len(shown) + 0.2]),
         yaxis=dict(visible=False, range=[-0.6, 2.0]),
         legend=dict(orientation="h", y=-0.05, x=0.5, xanchor="center"),
@@ -172,19 +264,34 @@ def _fold(blocks: list[BlockInfo], max_blocks: int) -> list[tuple[BlockInfo, int
 
 def stage_figure(summaries: Sequence[ModelSummary]) -> go.Figure:
     """Parameters and multiply-accumulates per stage, one bar group per model."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Parameters per stage", "Multiply-accumulates per stage"))
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("Parameters per stage", "Multiply-accumulates per stage")
+    )
     for k, s in enumerate(summaries):
         color = STAGE_COLORS[(k * 3 + 1) % len(STAGE_COLORS)]
         names = [st.name for st in s.stages]
         for col, values in ((1, [st.params for st in s.stages]), (2, [st.macs for st in s.stages])):
             fig.add_trace(
-                go.Bar(x=names, y=values, name=s.label, marker_color=color, legendgroup=s.label,
-                       showlegend=col == 1, text=[_si(v) for v in values], textposition="outside",
-                       hovertemplate="%{x}: %{y:,}<extra>" + s.label + "</extra>"),
-                row=1, col=col,
+                go.Bar(
+                    x=names,
+                    y=values,
+                    name=s.label,
+                    marker_color=color,
+                    legendgroup=s.label,
+                    showlegend=col == 1,
+                    text=[_si(v) for v in values],
+                    textposition="outside",
+                    hovertemplate="%{x}: %{y:,}<extra>" + s.label + "</extra>",
+                ),
+                row=1,
+                col=col,
             )
-    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=60, b=10),
-                      legend=dict(orientation="h", y=1.15, x=0.5, xanchor="center"))
+    fig.update_layout(
+        barmode="group",
+        height=380,
+        margin=dict(l=10, r=10, t=60, b=10),
+        legend=dict(orientation="h", y=1.15, x=0.5, xanchor="center"),
+    )
     fig.update_yaxes(rangemode="tozero")
     return fig
 
@@ -193,17 +300,26 @@ def comparison_figure(summaries: Sequence[ModelSummary], highlight: Sequence[str
     """Depth, parameters and multiply-accumulates of several architectures side by side."""
     labels = [s.label for s in summaries]
     colors = [RESIDUAL if s.label in highlight else "#9a9a9a" for s in summaries]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("Depth (weighted layers)", "Parameters", "MACs per image"))
+    fig = make_subplots(
+        rows=1, cols=3, subplot_titles=("Depth (weighted layers)", "Parameters", "MACs per image")
+    )
     for col, values in (
         (1, [s.depth for s in summaries]),
         (2, [s.params for s in summaries]),
         (3, [s.macs for s in summaries]),
     ):
         fig.add_trace(
-            go.Bar(x=labels, y=values, marker_color=colors, showlegend=False,
-                   text=[_si(v) if col > 1 else str(v) for v in values], textposition="outside",
-                   hovertemplate="%{x}: %{y:,}<extra></extra>"),
-            row=1, col=col,
+            go.Bar(
+                x=labels,
+                y=values,
+                marker_color=colors,
+                showlegend=False,
+                text=[_si(v) if col > 1 else str(v) for v in values],
+                textposition="outside",
+                hovertemplate="%{x}: %{y:,}<extra></extra>",
+            ),
+            row=1,
+            col=col,
         )
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10))
     fig.update_yaxes(type="log")

@@ -50,14 +50,31 @@ class AppServer:
 
     def start(self, timeout: float = 90.0) -> AppServer:
         cmd = [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-            "--server.address", "127.0.0.1", "--server.port", str(self.port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(self.port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+            "--server.runOnSave",
+            "false",
         ]
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -87,7 +104,9 @@ def wait_idle(page, timeout: float = 120.0) -> None:
     """Wait until the app has drawn and its script has stopped running."""
     # The first paint shows the pages/ folder's default nav before the script has run: wait for
     # an element the script drew, then for the "running" status widget to stay away for a second.
-    page.wait_for_selector('[data-testid="stMain"] [data-testid="stElementContainer"]', timeout=timeout * 1000)
+    page.wait_for_selector(
+        '[data-testid="stMain"] [data-testid="stElementContainer"]', timeout=timeout * 1000
+    )
     deadline = time.monotonic() + timeout
     quiet_since = None
     while time.monotonic() < deadline:

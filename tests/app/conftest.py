@@ -46,8 +46,7 @@ def open_page():
 def app_url(tmp_path_factory):
     """Base URL of a real ``streamlit run app.py`` serving for the whole session."""
     base = tmp_path_factory.mktemp("server")
-    env = {"TORCH_HOME": str(base / "torch"), "RESVIZ_RUNS_DIR": str(base / "runs"),
-           "RESVIZ_THREADS": "1"}
+    env = {"TORCH_HOME": str(base / "torch"), "RESVIZ_RUNS_DIR": str(base / "runs"), "RESVIZ_THREADS": "1"}
     server = AppServer(env, base / "streamlit.log").start()
     yield server.url
     server.stop()
