@@ -37,3 +37,22 @@ def test_home_and_architecture_in_a_real_browser(browser_page, app_url):
     additions = page.locator('[data-testid="stMetric"]').filter(has_text="Shortcut additions")
     assert "0.00 M" in additions.inner_text()
     assert page.errors == []
+
+
+def test_a_deep_link_to_a_fresh_server_gets_the_whole_shell(_browser, tmp_path):
+    """The first request a server sees is a deep link: it must still run app.py (ui.shell)."""
+    from tests.app.browser import AppServer
+
+    server = AppServer(
+        {"TORCH_HOME": str(tmp_path / "torch"), "RESVIZ_RUNS_DIR": str(tmp_path)}, tmp_path / "log.txt"
+    ).start()
+    try:
+        page = _browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server.url}/architecture")
+        wait_idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "Variant" in sidebar and "Feature Maps" in sidebar  # our picker and our page titles
+        assert page.get_by_role("heading", name="Architecture").is_visible()
+        page.close()
+    finally:
+        server.stop()
