@@ -265,6 +265,12 @@ def test_layer_choices(tiny):
     assert choices[:4] == ["layer1", "layer2", "layer3", "layer4"]
     assert "layer4.0" in choices and "layer4.0.conv2" in choices
     assert "fc" not in choices and "" not in choices
+    plain = create_model("plain_resnet_tiny", seed=0)
+    assert not any(n.endswith("shortcut_out") for n in layer_choices(plain))
+    x = _inputs(1)
+    for model in (tiny, plain):  # every offered layer works, in one pass
+        results = grad_cam_layers(model, x, layer_choices(model))
+        assert all(r.maps.shape == (1, 32, 32) for r in results.values())
 
 
 def test_npz_round_trip(tiny):
