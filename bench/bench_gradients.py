@@ -58,6 +58,14 @@ def _median_seconds(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=56)
@@ -92,9 +100,19 @@ def main() -> int:
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
 
-    base = _median_seconds(bare, device, args.repeats)
-    core = _median_seconds(lambda: gradient_profile(model, x, y, split=False), device, args.repeats)
-    full = _median_seconds(lambda: gradient_profile(model, x, y, split=True), device, args.repeats)
+    # Interleaved, so that load from other processes hits the three alike.
+    fns = {
+        "bare": bare,
+        "core": lambda: gradient_profile(model, x, y, split=False),
+        "full": lambda: gradient_profile(model, x, y, split=True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(args.repeats):
+        for k, fn in fns.items():
+            times[k].append(_timed(fn, device))
+    base, core, full = (statistics.median(times[k]) for k in ("bare", "core", "full"))
     print(
         f"one model: bare forward+backward {base * 1e3:.0f} ms; analysis {core * 1e3:.0f} ms "
         f"(overhead ratio {core / base:.2f}); with split {full * 1e3:.0f} ms (ratio {full / base:.2f})"

@@ -21,7 +21,7 @@ import csv
 import io
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -417,12 +417,13 @@ def gradient_profile(
         oom_guard("The gradient analysis"),
         preserve_model_state(model, train=True),
         capture_gradients(model, block_names) as out_grads,
-        _record_block_io(model) as io_,
+        # Block inputs and taps are kept (with their graph) only for the split: holding them costs memory.
+        _record_block_io(model) if split else nullcontext({}) as io_,
     ):
         logits = model(inputs)
         loss = F.cross_entropy(logits, targets)
         weights = [m.weight for _, m, _, _ in layers]
-        taps = [io_[n]["branch"] for n in block_names]
+        taps = [io_[n]["branch"] for n in block_names] if split else []
         # One backward for the weights and for every branch tap (dL/d(F(x)) = dL/d(sum), the signal
         # each path sends back); retained because the split below walks the graph again.
         grads = torch.autograd.grad(loss, weights + taps, retain_graph=split, allow_unused=True)
