@@ -11,6 +11,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()
 
 MAX_TRAINERS = 3  # training runs kept per session (each holds two models)
 
