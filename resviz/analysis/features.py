@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from resviz.device import oom_guard
 from resviz.errors import ResvizError
 from resviz.hooks import block_taps, capture_outputs, model_lock, preserve_model_state, resolve_layers
 
@@ -158,7 +159,12 @@ def capture_activations(
                 f"{need / 2**20:,.0f} MB (limit {max_bytes / 2**20:,.0f} MB); ask for fewer layers or images."
             )
     device = _device_of(model)
-    with preserve_model_state(model), torch.no_grad(), capture_outputs(model, names, to_cpu=True) as acts:
+    with (
+        preserve_model_state(model),
+        oom_guard("Capturing activations"),
+        torch.no_grad(),
+        capture_outputs(model, names, to_cpu=True) as acts,
+    ):
         model(x.to(device))
         captured = dict(acts)
     arrays: dict[str, np.ndarray] = {}
@@ -253,7 +259,12 @@ def depth_statistics(model: nn.Module, x: Tensor, *, label: str = "") -> DepthSt
         return hook
 
     device = _device_of(model)
-    with preserve_model_state(model), torch.no_grad(), ExitStack() as stack:  # holds the lock
+    with (
+        preserve_model_state(model),
+        oom_guard("The depth statistics"),
+        torch.no_grad(),
+        ExitStack() as stack,
+    ):
         for b in blocks:
             stack.callback(modules[b].register_forward_pre_hook(on_input(b)).remove)
             stack.callback(modules[b].register_forward_hook(on_output(b)).remove)
