@@ -182,7 +182,7 @@ def _live(running: bool) -> None:
         st.progress(job.progress, text=text)
         if job.error:
             st.error(job.error)
-        chart, paper = st.columns([3, 1])
+        chart, paper = st.columns([5, 2])
         with chart:
             metric = st.selectbox("Curve", list(METRICS), key=state.TRAIN_METRIC, format_func=METRICS.get)
             curves = job.snapshot()

@@ -178,13 +178,13 @@ def test_plots_draw_plain_dashed_and_residual_solid(digits):
         assert len(training_curves_figure(curves, metric).data) == 2
     assert len(final_errors_figure(curves).data[0].x) == 2
     rows = paper_reference_rows(PAPER_CIFAR10_TEST_ERROR)
-    assert rows[0]["model"] == "ResNet-20" and "He et al." in list(rows[0])[1]
+    assert rows[0] == {"model": "ResNet-20", "paper's test error %": 8.75}
     assert summary_rows(curves)[0]["model"] == "plain8"
 
 
-def _cli_train(args: list[str], out: Path, nproc: int = 1) -> dict[str, dict[str, torch.Tensor]]:
+def _cli_train(args: list[str], out: Path, nproc: int = 1, quiet: bool = True):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RESVIZ_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    base = ["-m", "resviz", "train", *args, "--out", str(out), "--quiet"]
+    base = ["-m", "resviz", "train", *args, "--out", str(out), *(["--quiet"] if quiet else [])]
     if nproc > 1:
         cmd = [
             sys.executable,
@@ -199,6 +199,7 @@ def _cli_train(args: list[str], out: Path, nproc: int = 1) -> dict[str, dict[str
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train err %" in proc.stdout
+    assert ("step 6/6:" in proc.stdout) != quiet  # one progress line per interval unless --quiet
     return {r.name: torch.load(r.path / "model.pt", weights_only=True) for r in list_runs(out)}
 
 
@@ -206,9 +207,17 @@ def test_two_gloo_processes_equal_one(tmp_path):
     """DDP on two CPU processes (Gloo) with globally reduced BatchNorm = one process, same global batch."""
     args = ["--data", "digits", "--models", "plain8,resnet8", "--steps", "6", "--batch-size", "32",
             "--widths", "4,8,8", "--lr", "0.05", "--device", "cpu"]  # fmt: skip
-    one = _cli_train(args, tmp_path / "one")
+    one = _cli_train(args, tmp_path / "one", quiet=False)
     two = _cli_train(args, tmp_path / "two", nproc=2)
     assert set(one) == set(two) == {"plain8", "resnet8"}
     for name in one:
         for key, value in one[name].items():
             torch.testing.assert_close(two[name][key], value, rtol=1e-4, atol=1e-5, msg=f"{name} {key}")
+
+
+def test_cli_reports_an_unknown_model_in_one_line(capsys):
+    from resviz.cli import main
+
+    assert main(["train", "--models", "resnet21", "--no-save"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Unknown model 'resnet21'") and "Traceback" not in err

@@ -124,12 +124,18 @@ def run(args: argparse.Namespace) -> int:
         trainer.run(report)
         results = trainer.results()
         if rank == 0:
+            if trainer.data.masks_test is not None:
+                from resviz.training import pointing_game
+
+                for r in results:
+                    r.pointing_game = pointing_game(r.model, trainer.data)
             rows = summary_rows([r.curves for r in results])
-            print(f"\n{'model':<10} {'train err %':>11} {'held-out %':>10} {'seconds':>8}")
-            for row in rows:
+            print(f"\n{'model':<10} {'train err %':>11} {'held-out %':>10} {'seconds':>8} {'pointing %':>10}")
+            for row, r in zip(rows, results):
+                hits = f"{100 * r.pointing_game:.1f}" if r.pointing_game is not None else "-"
                 print(
                     f"{row['model']:<10} {row['train error %']:>11.2f} {row['held-out error %']:>10.2f} "
-                    f"{row['seconds']:>8.1f}"
+                    f"{row['seconds']:>8.1f} {hits:>10}"
                 )
             if not args.no_save:
                 for r in results:

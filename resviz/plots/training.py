@@ -135,8 +135,8 @@ def pointing_game_figure(scores: Mapping[str, float]) -> go.Figure:
 
 
 def paper_reference_rows(reference: Mapping[str, float]) -> list[dict[str, object]]:
-    """Rows of the paper's CIFAR-10 test errors, labelled as the paper's."""
+    """Rows of the paper's CIFAR-10 test errors; the column says whose they are."""
     return [
-        {"model": name.replace("resnet", "ResNet-"), "CIFAR-10 test error % (He et al. 2015, Table 6)": err}
+        {"model": name.replace("resnet", "ResNet-"), "paper's test error %": err}
         for name, err in reference.items()
     ]
