@@ -1,8 +1,10 @@
 """Saved training runs: one folder per trained model, readable by every page.
 
-A run folder holds ``model.pt`` (a plain state dict, read back with ``weights_only=True``) and
-``run.json`` (the variant's config, dataset, class names, preprocessing, seed, curves, and the
-resviz and torch versions). The runs folder is ``$RESVIZ_RUNS_DIR``, else ``~/.cache/resviz/runs``.
+A run folder holds ``model.pt`` (a plain state dict, read back with ``weights_only=True``),
+``run.json`` (the variant's config, dataset, class names, preprocessing, seed, final errors, and the
+resviz and torch versions) and ``curves.json`` (kept apart: a paper-scale run has 64k steps of
+curves, and the sidebar reads every ``run.json`` on each rerun). The runs folder is
+``$RESVIZ_RUNS_DIR``, else ``~/.cache/resviz/runs``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 META = "run.json"
 WEIGHTS = "model.pt"
+CURVES = "curves.json"
 
 
 def default_runs_dir() -> Path:
@@ -71,6 +74,8 @@ def save_run(trained: TrainedModel, root: str | os.PathLike[str] | None = None) 
     try:
         state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         torch.save(state, tmp / WEIGHTS)
+        curves = meta.pop("curves", {})
+        (tmp / CURVES).write_text(json.dumps(curves))
         (tmp / META).write_text(json.dumps(meta, indent=1))
         for n in range(1000):
             dest = root / (slug if n == 0 else f"{slug}-{n}")
@@ -122,6 +127,14 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, object]:
         return json.loads((path / META).read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a saved run (no readable {META}).") from exc
+
+
+def read_curves(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """The per-step curves of a run (``{}`` when the file is missing)."""
+    try:
+        return json.loads((Path(path) / CURVES).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def load_run(path: str | os.PathLike[str]) -> LoadedModel:
