@@ -2,8 +2,10 @@
 
     python bench/bench_attribution.py [--repeats 7] [--models resnet18 resnet50] [--batches 1 8]
 
-For ResNet-18 and ResNet-50 at 224x224, one image and a batch of 8, it times (median of round-robin
-repeats, so drift in a shared machine's load hits every contender alike):
+For ResNet-18 and ResNet-50 at 224x224, one image and a batch of 8, it times each contender in
+round-robin repeats (so drift in a shared machine's load hits every contender alike) and keeps the
+fastest repeat of each: on a busy machine the minimum estimates the intrinsic cost far better than
+the median (timeit's advice; seen here under load: one call's times ranged 50-290 ms):
 
 - bare_out: a forward pass with autograd on + ``autograd.grad`` of the target logits to layer4's output;
 - bare_in:  the same, but to layer4's *input* (the issue's reference: it includes layer4's backward);
@@ -18,7 +20,6 @@ Not a test: figures move with the machine's load; run it on a quiet machine to q
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -83,7 +84,7 @@ def measure(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, flo
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: min(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -91,12 +92,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     threads = configure_cpu_threads()
     print(
-        f"torch {torch.__version__}, {threads} CPU thread(s), {args.size}x{args.size}, "
-        f"median of {args.repeats}"
+        f"torch {torch.__version__}, {threads} CPU thread(s), {args.size}x{args.size}, best of {args.repeats}"
     )
     header = f"{'model':<9} {'N':>2} {'bare_out ms':>11} {'bare_in ms':>10}   " + "   ".join(
         f"{k:>6}/out /in" for k in ("ours", "captum", "naive")
