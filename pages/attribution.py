@@ -10,6 +10,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()  # a deep link runs inside app.py's shell (sidebar model picker included)
 
 K = state.ATTR_PREFIX
 PREDICTED = -1  # the target selectbox's "predicted class" (None would read as "nothing selected")
