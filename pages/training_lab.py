@@ -188,7 +188,8 @@ def _live(running: bool) -> None:
             curves = job.snapshot()
             if curves:
                 st.plotly_chart(
-                    training_curves_figure(curves, metric, total_steps=cfg.steps), key="train_curves_chart"
+                    training_curves_figure(curves, metric, total_steps=cfg.steps),
+                    key=state.TRAIN_CURVES_CHART,
                 )
         with paper:
             st.markdown("**The paper's numbers, not ours**")
@@ -211,11 +212,11 @@ def _results(job) -> None:
     left, right = st.columns(2)
     with left:
         st.dataframe(summary_rows(curves), hide_index=True)
-        st.plotly_chart(final_errors_figure(curves), key="train_final_chart")
+        st.plotly_chart(final_errors_figure(curves), key=state.TRAIN_FINAL_CHART)
     scores = {r.name: r.pointing_game for r in job.results if r.pointing_game is not None}
     with right:
         if scores:
-            st.plotly_chart(pointing_game_figure(scores), key="train_pointing_chart")
+            st.plotly_chart(pointing_game_figure(scores), key=state.TRAIN_POINTING_CHART)
             st.caption(
                 "Share of held-out shapes whose Grad-CAM peak (last stage, true class) falls inside the "
                 "object's mask."
