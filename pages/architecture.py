@@ -40,14 +40,9 @@ COUNTS = {
 
 
 def csv_of(records: list[dict]) -> bytes:
-    import csv
-    import io
+    from resviz.export import to_csv
 
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(records[0]))
-    writer.writeheader()
-    writer.writerows(records)
-    return out.getvalue().encode()
+    return to_csv(records).encode()
 
 
 def knobs(name: str, base: ResNetConfig) -> dict:

@@ -130,7 +130,7 @@ def _profile(twins, batch, device: str, split: bool):
 
 
 def _download(label: str, rows: list[dict[str, object]], name: str) -> None:
-    from resviz.analysis.gradients import to_csv
+    from resviz.export import to_csv
 
     st.download_button(
         label,

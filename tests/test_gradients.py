@@ -21,7 +21,6 @@ from resviz.analysis.gradients import (
     make_batch,
     profile_rows,
     sweep_rows,
-    to_csv,
     train_twins,
     training_rows,
     twin_profile,
@@ -29,6 +28,7 @@ from resviz.analysis.gradients import (
 )
 from resviz.cli import main as cli_main
 from resviz.errors import ConfigError, ResvizError
+from resviz.export import to_csv
 from resviz.hooks import capture_gradients, capture_outputs, hook_count
 from resviz.models import create_model, get_spec, model_names
 from resviz.plots import gradients as plots

@@ -17,8 +17,6 @@ statistics are put back afterwards.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -800,17 +798,6 @@ def training_rows(run: TrainingRun) -> list[dict[str, object]]:
                 }
             )
     return rows
-
-
-def to_csv(rows: Sequence[dict[str, object]]) -> str:
-    """CSV text with a header row (empty string for no rows)."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def settings_dict(obj: TwinSettings | BatchSettings) -> dict[str, object]:

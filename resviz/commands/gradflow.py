@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
         TwinSettings,
         profile_rows,
         settings_dict,
-        to_csv,
         train_twins,
         twin_profile,
     )
     from resviz.device import configure_cpu_threads
+    from resviz.export import to_csv
 
     configure_cpu_threads()
     twins = TwinSettings(
