@@ -11,6 +11,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()  # a deep link runs inside app.py's shell (sidebar model picker included)
 
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 WIDTHS: dict[str, tuple[int, int, int] | None] = {
@@ -43,25 +46,42 @@ def main() -> None:
     running = job is not None and job.running
     st.session_state[state.TRAIN_LIVE] = running
     try:
-        config = _settings(running)
-        start_col, stop_col, _ = st.columns([1, 1, 4])
-        start = start_col.button("Start training", key=state.TRAIN_START, type="primary", disabled=running)
-        stop_col.button(
-            "Stop (keep what was trained)",
-            key=state.TRAIN_STOP,
-            disabled=not running,
-            on_click=job.stop if running else None,
-        )
-        if start and config is not None:
-            job = _start(config)
-            running = True
-            st.session_state[state.TRAIN_LIVE] = True
+        ready = _settings(running)
     except ResvizError as exc:
         st.error(str(exc))
+        ready = False
+    start_col, stop_col, _ = st.columns([1, 1, 4])
+    # Both buttons act in callbacks, before the script runs: a click is never lost to a rerun.
+    start_col.button(
+        "Start training",
+        key=state.TRAIN_START,
+        type="primary",
+        disabled=running or not ready,
+        on_click=_start,
+    )
+    stop_col.button(
+        "Stop (keep what was trained)",
+        key=state.TRAIN_STOP,
+        disabled=not running,
+        on_click=job.stop if running else None,
+    )
+    if error := st.session_state.pop(state.TRAIN_START_ERROR, None):
+        st.error(error)
+    job = st.session_state.get(state.TRAIN_JOB)
+    if job is not None and job.running and job.config.steps > 5000 and _on_cpu(job.config.device):
+        st.warning(
+            f"{job.config.steps} steps on the CPU take a long time; the paper scale is meant for a GPU."
+        )
     if job is not None:
         _live(running)
         if job.finished:
             _results(job)
+
+
+def _on_cpu(device: str) -> bool:
+    from resviz.device import resolve_device
+
+    return resolve_device(device).type == "cpu"
 
 
 def _apply_preset() -> None:
@@ -79,8 +99,8 @@ def _apply_preset() -> None:
     st.session_state[state.TRAIN_DOWNLOAD] = cfg.download
 
 
-def _settings(running: bool):
-    """The widgets; returns the :class:`TrainConfig` they describe (None when incomplete)."""
+def _settings(running: bool) -> bool:
+    """Draw the settings; True when they describe a run that can start."""
     from resviz.datasets import DATASETS
     from resviz.training import PRESETS
 
@@ -104,22 +124,19 @@ def _settings(running: bool):
             folder = None
             if dataset == "folder":
                 folder = st.text_input("Image folder (one sub-folder per class)", key=state.TRAIN_FOLDER)
-            download = False
             if dataset in ("cifar10", "mnist"):
-                download = st.checkbox(
-                    "Download if absent (needs internet)", key=state.TRAIN_DOWNLOAD, disabled=running
-                )
+                st.checkbox("Download if absent (needs internet)", key=state.TRAIN_DOWNLOAD, disabled=running)
         with c2:
             depths = st.multiselect("Depths (6n+2)", DEPTHS, key=state.TRAIN_DEPTHS, disabled=running)
             kinds = st.multiselect("Networks", ["plain", "residual"], key=state.TRAIN_KINDS, disabled=running)
-            widths = st.selectbox(
+            st.selectbox(
                 "Widths", list(WIDTHS), key=state.TRAIN_WIDTHS, format_func=WIDTH_LABELS.get, disabled=running
             )
         with c3:
-            steps = st.number_input(
+            st.number_input(
                 "Steps", min_value=1, max_value=200_000, step=50, key=state.TRAIN_STEPS, disabled=running
             )
-            lr = st.number_input(
+            st.number_input(
                 "Learning rate",
                 min_value=1e-4,
                 max_value=1.0,
@@ -128,42 +145,58 @@ def _settings(running: bool):
                 key=state.TRAIN_LR,
                 disabled=running,
             )
-            seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, key=state.TRAIN_SEED)
+            st.number_input("Seed", min_value=0, max_value=10_000, value=0, key=state.TRAIN_SEED)
     if not depths or not kinds:
         st.info("Choose at least one depth and one kind of network.")
-        return None
+        return False
     if dataset == "folder" and not folder:
         st.info("Give the path of a folder of images, one sub-folder per class.")
-        return None
-    models = tuple(f"{'plain' if k == 'plain' else 'resnet'}{d}" for k in kinds for d in sorted(depths))
-    base = PRESETS[st.session_state[state.TRAIN_PRESET]]
-    return base.replace(
+        return False
+    _config()  # a bad combination shows its sentence now, not at the click
+    return True
+
+
+def _config():
+    """The :class:`TrainConfig` the widgets describe (read from session state, so a callback can)."""
+    from resviz.training import PRESETS
+
+    ss = st.session_state
+    steps = int(ss[state.TRAIN_STEPS])
+    dataset = ss[state.TRAIN_DATASET]
+    models = tuple(
+        f"{'plain' if k == 'plain' else 'resnet'}{d}"
+        for k in ss[state.TRAIN_KINDS]
+        for d in sorted(ss[state.TRAIN_DEPTHS])
+    )
+    return PRESETS[ss[state.TRAIN_PRESET]].replace(
         dataset=dataset,
         models=models,
-        widths=WIDTHS[widths],
-        steps=int(steps),
-        lr=float(lr),
-        seed=int(seed),
-        eval_every=max(1, int(steps) // 20),
-        data_root=folder,
-        download=download,
-        device=st.session_state.get(state.DEVICE, "auto"),
+        widths=WIDTHS[ss[state.TRAIN_WIDTHS]],
+        steps=steps,
+        lr=float(ss[state.TRAIN_LR]),
+        seed=int(ss.get(state.TRAIN_SEED, 0)),
+        eval_every=max(1, steps // 20),
+        data_root=ss.get(state.TRAIN_FOLDER) if dataset == "folder" else None,
+        download=bool(ss.get(state.TRAIN_DOWNLOAD)) and dataset in ("cifar10", "mnist"),
+        device=ss.get(state.DEVICE, "auto"),
     )
 
 
-def _start(config):
-    from resviz.device import configure_cpu_threads, resolve_device
+def _start() -> None:
+    """Start button callback: build this session's own models and train them on a thread."""
+    from resviz.device import configure_cpu_threads
+    from resviz.errors import ResvizError
     from resviz.runs import default_runs_dir
     from resviz.training import TrainingJob
 
+    try:
+        config = _config()
+    except ResvizError as exc:
+        st.session_state[state.TRAIN_START_ERROR] = str(exc)
+        return
     configure_cpu_threads()
-    if config.steps > 5000 and resolve_device(config.device).type == "cpu":
-        st.warning(
-            f"{config.steps} steps on the CPU will take a long time; the paper scale is meant for a GPU."
-        )
-    job = TrainingJob(config, runs_dir=default_runs_dir()).start()
-    st.session_state[state.TRAIN_JOB] = job
-    return job
+    st.session_state[state.TRAIN_JOB] = TrainingJob(config, runs_dir=default_runs_dir()).start()
+    st.session_state[state.TRAIN_LIVE] = True
 
 
 def _live(running: bool) -> None:

@@ -123,7 +123,8 @@ class TrainConfig:
 # at 29.4% and 30.3% training error while plain-20, ResNet-20 and ResNet-56 reach 0.0%, in 85 s and
 # 82 s for all four models.
 CPU_DEFAULT = TrainConfig()
-# The shapes at 16x16 with narrower stages: the same ordering, with masks for the pointing game.
+# The shapes at 16x16 with narrower stages, measured the same way: plain-56 78.2% / 76.4% training
+# error, plain-20 37.7% / 27.6%, ResNet-20 0.0% / 0.0%, ResNet-56 0.1% / 0.2%, in 172 s / 185 s.
 SHAPES_DEFAULT = TrainConfig(dataset="shapes", steps=400, lr=0.05, widths=(8, 16, 32), eval_every=20)
 # Section 4.2 of the paper: CIFAR-10, batch 128, lr 0.1, /10 at 32k and 48k, stop at 64k, augmented.
 PAPER_SCALE = TrainConfig(

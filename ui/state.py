@@ -101,3 +101,4 @@ TRAIN_RUN = "train_run"  # the sidebar's saved-run selectbox (ui.models), a run 
 TRAIN_CURVES_CHART = "train_curves_chart"  # plotly chart of the live curves
 TRAIN_FINAL_CHART = "train_final_chart"  # plotly chart: final training error per model
 TRAIN_POINTING_CHART = "train_pointing_chart"  # plotly chart: Grad-CAM pointing game per model
+TRAIN_START_ERROR = "train_start_error"  # a sentence from the start button's callback, shown once

@@ -25,5 +25,7 @@ def test_short_run_draws_the_curves(app_url, browser_page) -> None:
     for name in ("plain-20", "plain-56", "ResNet-20", "ResNet-56"):
         assert curves.get_by_text(name).count() >= 1, name
     assert page.get_by_text("The paper's numbers, not ours").is_visible()
+    # The saved runs are offered by the sidebar's model picker, for every page.
+    assert page.get_by_text("Saved training run (Training Lab)").count() == 1
     assert exceptions_on(page) == []
     assert page.errors == []
