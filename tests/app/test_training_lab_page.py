@@ -148,3 +148,15 @@ def test_the_picker_loads_a_run_with_its_class_names(saved_shapes_run):
     loaded = _load(ModelChoice("resnet8", "run", device="cpu", run_path=str(saved_shapes_run)))
     assert loaded.weights == "run" and loaded.class_names[0] == "circle"
     assert loaded.preprocessing.crop == 16
+
+
+def test_shapes_run_scores_the_pointing_game(lab):
+    lab.selectbox(key="train_preset").set_value("shapes").run()
+    at = _tiny(lab, 3)
+    at.button(key="train_start").click().run()
+    at = _wait(at)
+    assert not at.exception and not at.error
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert any("pointing game" in t for t in titles)
+    job = at.session_state["train_job"]
+    assert all(0.0 <= r.pointing_game <= 1.0 for r in job.results)
