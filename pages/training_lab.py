@@ -50,7 +50,7 @@ def main() -> None:
     except ResvizError as exc:
         st.error(str(exc))
         ready = False
-    start_col, stop_col, _ = st.columns([1, 1, 4])
+    start_col, stop_col, _ = st.columns([1, 1.6, 3.4])
     # Both buttons act in callbacks, before the script runs: a click is never lost to a rerun.
     start_col.button(
         "Start training",
