@@ -25,10 +25,10 @@ def app_test():
 def open_page():
     """``open_page("pages/x.py", model_name="resnet20")``: a fresh AppTest on that page, run once.
 
-    Session state is preset before the first run. Streamlit 1.67's AppTest loses the sidebar of an
-    ``st.navigation`` app on every rerun after the first (its widgets vanish from the tree and their
-    state is dropped; the real server keeps them, see test_browser_smoke), so tests that depend on
-    sidebar choices set them here rather than through the sidebar widgets.
+    Session state is preset before the first run: the quickest way to put a page in a given state.
+    (AppTest resets Streamlit's pages/-folder fallback before every run, so each page script first
+    reruns itself through app.py, see ui.shell; a button's click is therefore seen by its on_click
+    callback, not by the ``if st.button(...)`` of that first pass.)
     """
     from streamlit.testing.v1 import AppTest
 

@@ -41,6 +41,14 @@ def test_architecture_knobs_change_the_model(app_test):
     assert {m.label: m.value for m in at.metric}["Shortcut additions"] == "0.00 M"
 
 
+def test_sidebar_choice_survives_page_switches(app_test):
+    app_test.sidebar.selectbox(key="model_name").set_value("resnet20").run()
+    at = app_test.switch_page("pages/architecture.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="model_name").value == "resnet20"
+    assert {m.label: m.value for m in at.metric}["Depth"] == "20 layers"
+
+
 def test_architecture_follows_the_sidebar_choice(open_page):
     at = open_page("pages/architecture.py", model_name="resnet20", model_plain=True)
     assert not at.exception
