@@ -197,8 +197,8 @@ def _sweep(twins, batch, device: str) -> None:
         return
     request = (twins, batch, tuple(sorted(depths)))
     asked = st.session_state.setdefault(state.GRAD_SWEEPS, set())
-    if st.button("Run the sweep", key=state.GRAD_SWEEP_RUN, type="primary"):
-        asked.add(request)
+    # Clicks act in callbacks: they run before the script, so no rerun can drop them.
+    st.button("Run the sweep", key=state.GRAD_SWEEP_RUN, type="primary", on_click=asked.add, args=(request,))
     if request not in asked:
         st.info("Press **Run the sweep**: deep nets take a few seconds each on a CPU. Results are kept.")
         return
@@ -214,6 +214,10 @@ def _sweep(twins, batch, device: str) -> None:
     _download("Depth sweep (CSV)", ga.sweep_rows(sweep), "gradient_depth_sweep")
 
 
+def _set_pending(value: bool) -> None:
+    st.session_state[state.GRAD_TRAIN_PENDING] = value
+
+
 def _training(twins, batch, device: str) -> None:
     from resviz.analysis import gradients as ga
     from resviz.plots import gradients as gp
@@ -225,8 +229,10 @@ def _training(twins, batch, device: str) -> None:
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
     steps = c1.number_input("Train to step", 1, 2000, 20, key=state.GRAD_STEPS)
     lr = c2.select_slider("Learning rate", [0.001, 0.01, 0.03, 0.1, 0.3], value=0.1, key=state.GRAD_LR)
-    train = c3.button("Train", key=state.GRAD_TRAIN, type="primary")
-    stop = c4.button("Stop", key=state.GRAD_STOP)
+    c3.button("Train", key=state.GRAD_TRAIN, type="primary", on_click=_set_pending, args=(True,))
+    # A click on Stop interrupts a running loop at its next progress update (after a whole step).
+    stop = c4.button("Stop", key=state.GRAD_STOP, on_click=_set_pending, args=(False,))
+    train = st.session_state.pop(state.GRAD_TRAIN_PENDING, False)
 
     trainers: dict = st.session_state.setdefault(state.GRAD_TRAINERS, {})
     key = (twins, batch, float(lr))

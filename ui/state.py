@@ -56,6 +56,7 @@ GRAD_STEPS = "grad_steps"  # optimizer steps to train to
 GRAD_LR = "grad_lr"  # SGD learning rate
 GRAD_TRAIN = "grad_train"  # button
 GRAD_STOP = "grad_stop"  # button
+GRAD_TRAIN_PENDING = "grad_train_pending"  # set by the Train button's callback, consumed by the run
 GRAD_TRAINERS = "grad_trainers"  # {(TwinSettings, BatchSettings, lr): TwinTrainer}, the last few
 GRAD_DOWNLOAD = "grad_download"  # + "_<chart>": CSV download buttons
 
