@@ -145,7 +145,10 @@ def top_k_figure(
         margin=dict(l=0, r=10, t=30, b=0),
         title="Top classes",
         # Up to the largest bar, not to 100%: an untrained net's 2% top class stays readable.
-        xaxis=dict(range=[0, max([*probs, 0.01]) * 1.15], tickformat=".0%"),
+        # Whole percents repeat ("1% 1% 2%") when an untrained net's top class has 2%: show a decimal.
+        xaxis=dict(
+            range=[0, max([*probs, 0.01]) * 1.15], tickformat=".0%" if max([*probs, 0.0]) > 0.1 else ".1%"
+        ),
         yaxis=dict(automargin=True),
     )
     return fig
