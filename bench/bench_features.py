@@ -1,6 +1,7 @@
 """Capturing every block's output of ResNet-50 vs a bare forward pass, in the same run.
 
-Issue 3 measured 1.0-1.07 with plain hooks; this prints our ratio (median of interleaved repeats).
+Issue 3 measured 1.0-1.07 with plain hooks; this prints ours and plain hooks' (a forward hook per
+block storing ``output.detach()``), both over the same bare passes (medians of interleaved repeats).
 Not a test: timings on a shared machine are noisy. Usage: ``python bench/bench_features.py [--size 224]``.
 """
 
@@ -27,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     configure_cpu_threads()
     model = create_model(args.model, seed=0).eval()
@@ -41,16 +42,29 @@ def main() -> None:
     def captured() -> None:
         capture_activations(model, x, blocks, max_bytes=None)
 
-    bare(), captured()  # warm-up
-    t_bare, t_cap = [], []
-    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
-        for fn, times in ((bare, t_bare), (captured, t_cap)):
+    modules = [model.get_submodule(b) for b in blocks]
+
+    def plain_hooks() -> None:
+        store = []
+        handles = [m.register_forward_hook(lambda _m, _i, o: store.append(o.detach())) for m in modules]
+        with torch.no_grad():
+            model(x)
+        for h in handles:
+            h.remove()
+
+    bare(), captured(), plain_hooks()  # warm-up
+    t_bare, t_cap, t_plain = [], [], []
+    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits all alike
+        for fn, times in ((bare, t_bare), (captured, t_cap), (plain_hooks, t_plain)):
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-    b, c = statistics.median(t_bare), statistics.median(t_cap)
+    b, c, p = (statistics.median(t) for t in (t_bare, t_cap, t_plain))
     print(f"{args.model} {args.size}x{args.size}, {len(blocks)} blocks, {torch.get_num_threads()} thread(s)")
-    print(f"bare forward {b * 1e3:.1f} ms, capture every block {c * 1e3:.1f} ms, ratio {c / b:.3f}")
+    print(
+        f"bare forward {b * 1e3:.1f} ms; capture every block: resviz {c * 1e3:.1f} ms, ratio {c / b:.3f}; "
+        f"plain hooks {p * 1e3:.1f} ms, ratio {p / b:.3f}"
+    )
 
 
 if __name__ == "__main__":

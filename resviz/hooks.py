@@ -35,14 +35,17 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
     """Map dotted names to modules, failing early with the closest valid names."""
-    modules = dict(model.named_modules())
     resolved = {}
     for name in names:
-        if name not in modules:
-            close = difflib.get_close_matches(name, [n for n in modules if n], n=4, cutoff=0.5)
+        try:
+            # get_submodule walks one path; listing every module (named_modules) costs more than a
+            # forward pass's worth of Python on ResNet-152, so it is kept for the error message.
+            resolved[name] = model.get_submodule(name) if name else model
+        except AttributeError:
+            valid = [n for n, _ in model.named_modules() if n]
+            close = difflib.get_close_matches(name, valid, n=4, cutoff=0.5)
             hint = f" Close matches: {', '.join(close)}." if close else ""
-            raise LayerNotFoundError(f"The model has no layer named {name!r}.{hint}")
-        resolved[name] = modules[name]
+            raise LayerNotFoundError(f"The model has no layer named {name!r}.{hint}") from None
     return resolved
 
 
@@ -74,14 +77,17 @@ def preserve_model_state(model: nn.Module, *, train: bool = False) -> Iterator[n
     in train mode (for example a gradient analysis) leaves no trace on a shared model.
     """
     with model_lock(model):
-        modes = [(m, m.training) for m in model.modules()]
+        # Only modules whose mode differs are touched: an eval-mode model analysed in eval mode (the
+        # common case) costs one walk over its modules and no attribute writes.
+        changed = [m for m in model.modules() if m.training != train]
         saved = {k: v.clone() for k, v in model.state_dict().items() if _is_bn_stat(k)} if train else {}
-        model.train(train)
+        for m in changed:
+            m.training = train
         try:
             yield model
         finally:
-            for m, mode in modes:
-                m.training = mode
+            for m in changed:
+                m.training = not train
             if saved:
                 with torch.no_grad():
                     state = model.state_dict()
