@@ -70,14 +70,10 @@ def render_model_picker() -> ModelChoice:
             options.append("run")
         if st.session_state.get(state.MODEL_WEIGHTS) not in options:
             st.session_state[state.MODEL_WEIGHTS] = "random"
-        weights = st.radio(
-            "Weights", options, key=state.MODEL_WEIGHTS, format_func=WEIGHT_LABELS.__getitem__
-        )
+        weights = st.radio("Weights", options, key=state.MODEL_WEIGHTS, format_func=WEIGHT_LABELS.__getitem__)
         digest = None
         if weights == "checkpoint":
-            upload = st.file_uploader(
-                "State dict", type=["pt", "pth", "safetensors"], key=state.CHECKPOINT
-            )
+            upload = st.file_uploader("State dict", type=["pt", "pth", "safetensors"], key=state.CHECKPOINT)
             if upload is not None:
                 st.session_state[state.CHECKPOINT_FILE] = (upload.name, upload.getvalue())
             kept = st.session_state.get(state.CHECKPOINT_FILE)
