@@ -449,3 +449,17 @@ def test_cam_command_errors_are_one_sentence_exit_2(tmp_path, capsys, args, mess
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
     assert err.count("\n") == 1
+
+
+def test_cam_command_explains_the_good_files_and_reports_the_bad_ones(tmp_path, capsys):
+    from resviz.cli import main
+
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    _write_png(good)
+    bad.write_text("not an image at all")
+    out = tmp_path / "out"
+    rc = main(["cam", str(good), str(bad), "--model", "resnet8", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 2  # a bad file is still an error for scripts...
+    assert "bad.png is not an image" in captured.err and captured.err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good_gradcam.npz", "good_gradcam.png"]  # ...not a loss

@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from resviz.analysis.attribution import METHODS, AttributionError, attribute_images, parse_target
     from resviz.device import configure_cpu_threads
+    from resviz.errors import ImageError
     from resviz.images import load_file
     from resviz.models.weights import load_model
     from resviz.plots.attribution import colormap_lut, overlay, png_bytes
@@ -43,7 +44,18 @@ def run(args: argparse.Namespace) -> int:
         colormap_lut(args.colormap)  # a bad name fails before any work is done
     except ValueError as exc:
         raise AttributionError(str(exc)) from exc
-    images = [load_file(p) for p in args.images]  # every file is checked before the model loads
+    # Every file is checked before the model loads. A bad one is reported in a sentence and skipped:
+    # the good ones are still explained, and the exit status is 2 so scripts notice.
+    images, paths, bad = [], [], 0
+    for path in args.images:
+        try:
+            images.append(load_file(path))
+            paths.append(path)
+        except ImageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+    if not images:
+        return 2
     configure_cpu_threads()
     loaded = load_model(args.model, args.weights)
     if loaded.notice:
@@ -60,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise ResvizError(f"Cannot create the output folder {args.out}: {exc.strerror}.") from exc
     stems: dict[str, int] = {}
-    for i, (image, path) in enumerate(zip(images, args.images)):
+    for i, (image, path) in enumerate(zip(images, paths)):
         stem = Path(path).stem
         stems[stem] = stems.get(stem, 0) + 1
         if stems[stem] > 1:  # two inputs with the same name from different folders
@@ -72,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         p = result.prediction
         top = ", ".join(f"{lab} {prob:.1%}" for lab, prob in zip(p.labels[i][:3], p.probs[i][:3]))
         print(f"{image.name}: explains {result.target_labels[i]!r}; top: {top} -> {base}.png, {base}.npz")
-    return 0
+    return 2 if bad else 0
 
 
 def _save_one(result, i: int, path: Path) -> None:
