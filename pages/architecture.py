@@ -45,6 +45,42 @@ def csv_of(records: list[dict]) -> bytes:
     return to_csv(records).encode()
 
 
+def side_by_side(a, b) -> list[dict]:
+    """One row per stage (and one for the whole network) with both models' figures."""
+
+    def shape(stage) -> str:
+        return "x".join(map(str, stage.output_shape)) if stage else "-"
+
+    stages_a = {s.name: s for s in a.stages}
+    stages_b = {s.name: s for s in b.stages}
+    rows = []
+    for stage in dict.fromkeys([*stages_a, *stages_b]):
+        sa, sb = stages_a.get(stage), stages_b.get(stage)
+        rows.append(
+            {
+                "stage": stage,
+                f"{a.label} output": shape(sa),
+                f"{a.label} params": sa.params if sa else 0,
+                f"{a.label} macs": sa.macs if sa else 0,
+                f"{b.label} output": shape(sb),
+                f"{b.label} params": sb.params if sb else 0,
+                f"{b.label} macs": sb.macs if sb else 0,
+            }
+        )
+    rows.append(
+        {
+            "stage": f"total (depth {a.depth} / {b.depth})",
+            f"{a.label} output": "",
+            f"{a.label} params": a.params,
+            f"{a.label} macs": a.macs,
+            f"{b.label} output": "",
+            f"{b.label} params": b.params,
+            f"{b.label} macs": b.macs,
+        }
+    )
+    return rows
+
+
 def knobs(name: str, base: ResNetConfig) -> dict:
     """Widgets for the knobs a person exploring skip connections wants."""
     with st.expander("Knobs", expanded=False):
@@ -135,16 +171,25 @@ def main() -> None:
         "Compare with",
         others,
         index=others.index(spec.twin) if spec.twin in others else 0,
-        key=f"{K}other_{spec.family}",
+        key=f"{K}other_{name}",  # per model, so each starts from its own plain twin
         help="Its plain twin by default.",
     )
-    other_summary = summary_of(get_spec(other).config, size, other)
+    other_config = get_spec(other).config
+    other_summary = summary_of(other_config, size, other)
     st.plotly_chart(stage_figure([summary, other_summary]), key=f"{K}stages")
-    rows = [
-        {"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs, "shortcut_adds": s.adds}
-        for s in (summary, other_summary)
-    ]
-    st.dataframe(rows, hide_index=True, width="stretch", column_config=COUNTS)
+    st.plotly_chart(
+        network_figure(block_layout(other_config), f"{other}: blocks and shortcuts"), key=f"{K}network_other"
+    )
+    rows = side_by_side(summary, other_summary)
+    numbers = {c: COUNTS["params"] for c in rows[0] if c.endswith(("params", "macs"))}
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=numbers)
+    st.download_button(
+        "Side-by-side table (CSV)",
+        csv_of(rows),
+        f"{name}_vs_{other}.csv",
+        "text/csv",
+        key=f"{K}dl_pair",
+    )
 
     st.subheader("ResNet among its peers")
     st.markdown(

@@ -77,3 +77,35 @@ def test_every_page_runs_without_exception(open_page, page):
     at = open_page(page, model_name="resnet_tiny")
     assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
     assert Path(ROOT / page).exists()
+
+
+def _state_dict_bytes(name: str, **knobs) -> bytes:
+    import io
+
+    import torch
+
+    from resviz.models import create_model
+
+    buf = io.BytesIO()
+    torch.save(create_model(name, **knobs).state_dict(), buf)
+    return buf.getvalue()
+
+
+def test_a_checkpoint_uploaded_in_the_sidebar_is_used_by_the_pages(open_page):
+    at = open_page("pages/feature_maps.py", model_name="resnet8", model_weights="checkpoint")
+    assert [e.value for e in at.error] == ["Upload a checkpoint file in the sidebar, or pick other weights."]
+    at.sidebar.file_uploader(key="checkpoint_upload").upload(
+        "tiny.pt", _state_dict_bytes("resnet8", num_classes=3), "application/octet-stream"
+    ).run()
+    assert not at.exception and not at.error
+    assert any("checkpoint tiny.pt" in c.value for c in at.caption)  # the banner names the weights
+
+
+def test_a_checkpoint_that_does_not_fit_gets_a_sentence(open_page):
+    at = open_page("pages/feature_maps.py", model_name="resnet56", model_weights="checkpoint")
+    at.sidebar.file_uploader(key="checkpoint_upload").upload(
+        "r20.pt", _state_dict_bytes("resnet20"), "application/octet-stream"
+    ).run()
+    assert not at.exception
+    (error,) = at.error
+    assert "r20.pt does not fit resnet56" in error.value and "resnet20" in error.value
