@@ -279,7 +279,8 @@ def stage_figure(summaries: Sequence[ModelSummary]) -> go.Figure:
                     marker_color=color,
                     legendgroup=s.label,
                     showlegend=col == 1,
-                    text=[_si(v) for v in values],
+                    # Labels on grouped bars collide; one model's bars have room for them.
+                    text=[_si(v) for v in values] if len(summaries) == 1 else None,
                     textposition="outside",
                     hovertemplate="%{x}: %{y:,}<extra>" + s.label + "</extra>",
                 ),
