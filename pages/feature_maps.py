@@ -106,7 +106,8 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
     choice = current_choice()
     blocks = model.block_names()
     crop = loaded.preprocessing.crop
-    need = estimate_bytes(model, capture_names(["conv1"], blocks), (1, 3, crop, crop)) or 0
+    shape = (1, loaded.preprocessing.channels, crop, crop)  # a digits or MNIST run sees 1 channel
+    need = estimate_bytes(model, capture_names(["conv1"], blocks), shape) or 0
     if need > LARGE_BYTES and not st.session_state.get(state.FEAT_ALLOW_LARGE):
         st.warning(
             f"Capturing every block of {loaded.name} will hold about {need / 2**20:,.0f} MB of memory."

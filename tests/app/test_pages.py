@@ -109,3 +109,26 @@ def test_a_checkpoint_that_does_not_fit_gets_a_sentence(open_page):
     assert not at.exception
     (error,) = at.error
     assert "r20.pt does not fit resnet56" in error.value and "resnet20" in error.value
+
+
+@pytest.fixture
+def saved_digits_run(tmp_path, monkeypatch):
+    """A two-step run on the 8x8 one-channel digits: the Training Lab's default dataset."""
+    from resviz.runs import save_run
+    from resviz.training import TrainConfig, train
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("RESVIZ_RUNS_DIR", str(runs))
+    cfg = TrainConfig(
+        dataset="digits", models=("resnet8",), steps=2, widths=(4, 8, 8), batch_size=16, device="cpu"
+    )
+    (result,) = train(cfg)
+    return save_run(result, runs)
+
+
+@pytest.mark.parametrize("page", ["pages/feature_maps.py", "pages/attribution.py"])
+def test_a_one_channel_run_works_on_the_image_pages(saved_digits_run, open_page, page):
+    at = open_page(page, model_weights="run", train_run=str(saved_digits_run))
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    assert not at.error, f"{page}: {[e.value for e in at.error]}"
+    assert at.get("plotly_chart"), f"{page} drew nothing"
