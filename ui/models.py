@@ -47,25 +47,31 @@ def render_model_picker() -> ModelChoice:
     """Sidebar widgets: variant, plain twin toggle, weights source. Torch is not imported here."""
     names = _residual_names()
     st.session_state.setdefault(state.MODEL_NAME, DEFAULT_MODEL)
+    runs = _saved_runs()
+    # A saved run is a whole model (its own variant, classes and input size): while one is picked,
+    # the variant and plain-twin widgets do not apply, so they are greyed out rather than ignored.
+    using_run = bool(runs) and st.session_state.get(state.MODEL_WEIGHTS) == "run"
     with st.sidebar:
         st.subheader("Model")
         name = st.selectbox(
             "Variant",
             names,
             key=state.MODEL_NAME,
+            disabled=using_run,
             help="Shared by every page. Tiny variants are fast; ImageNet ones can load pretrained weights.",
         )
-        st.caption(get_spec(name).description)
+        if not using_run:
+            st.caption(get_spec(name).description)
         plain = st.toggle(
             "Plain twin (no shortcuts)",
             key=state.MODEL_PLAIN,
+            disabled=using_run,
             help="The same layers with every identity and projection shortcut removed.",
         )
         built = twin_name(name) if plain else name
         options = ["random", "checkpoint"]
         if get_spec(built).pretrained_available:
             options.insert(1, "imagenet")
-        runs = _saved_runs()
         if runs:
             options.append("run")
         if st.session_state.get(state.MODEL_WEIGHTS) not in options:
@@ -82,8 +88,6 @@ def render_model_picker() -> ModelChoice:
                 st.caption(f"Using {kept[0]}")
         run_path = None
         if weights == "run":
-            # A run is a whole model (its own variant, classes and input size): the variant above
-            # does not apply to it.
             labels = {str(r.path): r for r in runs}
             if st.session_state.get(state.TRAIN_RUN) not in labels:
                 st.session_state[state.TRAIN_RUN] = next(iter(labels))
@@ -91,6 +95,7 @@ def render_model_picker() -> ModelChoice:
                 "Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].label
             )
             built = labels[run_path].name
+            st.caption(f"Using the run's own model: **{built}** (the variant above does not apply).")
     return ModelChoice(built, weights, digest, st.session_state.get(state.DEVICE, "auto"), run_path)
 
 
