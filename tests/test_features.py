@@ -12,6 +12,7 @@ from PIL import Image
 
 from resviz.analysis.features import (
     CaptureTooLargeError,
+    LayerNotUsedError,
     capture_activations,
     capture_names,
     channel_range,
@@ -52,6 +53,13 @@ def test_plain_block_has_no_shortcut(x):
     b = capture_activations(plain, x, blocks=["layer2.0"]).block("layer2.0")
     assert b.shortcut is None
     np.testing.assert_allclose(np.maximum(b.branch, 0), b.output, atol=1e-6)
+
+
+def test_a_module_that_never_runs_is_a_sentence_not_a_missing_key(x):
+    plain = create_model("resnet_tiny", seed=0, skip=False).eval()
+    with pytest.raises(LayerNotUsedError, match="not used by this model's forward pass"):
+        capture_activations(plain, x, ["layer2.0.shortcut_out"])
+    assert hook_count(plain) == 0
 
 
 def test_capture_matches_a_plain_forward(tiny, x):
@@ -242,6 +250,7 @@ def test_cli_writes_grid_and_npz(tmp_path, capsys):
         (["--model", "resnet9999x"], "Unknown model"),
         (["--model", "resnet8", "--layer", "fc"], "not channel maps"),
         (["--model", "resnet8", "--top-k", "0"], "--top-k"),
+        (["--model", "plain8", "--layer", "layer2.0.shortcut_out"], "not used by this model"),
     ],
 )
 def test_cli_errors_are_one_sentence_exit_2(tmp_path, capsys, args, words):

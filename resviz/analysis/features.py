@@ -35,6 +35,10 @@ class CaptureTooLargeError(ResvizError):
     """A capture that would hold more memory than the caller allowed."""
 
 
+class LayerNotUsedError(ResvizError):
+    """A module the model has but never calls in its forward pass (a plain block's shortcut tap)."""
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False  # results may be cached and shared between sessions
     return a
@@ -146,8 +150,11 @@ def capture_activations(
 
     Raises:
         LayerNotFoundError: a name the model does not have (with close matches).
+        LayerNotUsedError: a name in ``layers`` that the forward pass never runs (the shortcut tap
+            of a plain block). A block's missing shortcut is not an error: it reads as None.
         CaptureTooLargeError: the estimate is over ``max_bytes``.
     """
+    layers = tuple(layers)
     blocks = tuple(blocks)
     names = capture_names(layers, blocks)
     resolve_layers(model, names)  # fail on a bad name before any work
@@ -167,6 +174,12 @@ def capture_activations(
     ):
         model(x.to(device))
         captured = dict(acts)
+    missing = [n for n in layers if n not in captured]
+    if missing:
+        raise LayerNotUsedError(
+            f"Layer {missing[0]!r} is not used by this model's forward pass "
+            "(a plain block has no shortcut, for example); choose another layer."
+        )
     arrays: dict[str, np.ndarray] = {}
     seen: dict[int, np.ndarray] = {}  # a stage and its last block return the same tensor: one copy
     for name in names:

@@ -65,16 +65,18 @@ def counted(monkeypatch):
     return calls
 
 
-def _open(app_test, model: str = "resnet_tiny"):
+def _open(app_test, model: str = "resnet_tiny", *, plain: bool = False):
     app_test.session_state[state.MODEL_NAME] = model
+    app_test.session_state[state.MODEL_PLAIN] = plain
     at = app_test.switch_page(PAGE).run()
     assert not at.exception, at.exception
     return at
 
 
-def _run(at, model: str = "resnet_tiny"):
+def _run(at, model: str = "resnet_tiny", *, plain: bool = False):
     """Rerun after an interaction; AppTest does not keep the sidebar's model choice, so set it again."""
     at.session_state[state.MODEL_NAME] = model
+    at.session_state[state.MODEL_PLAIN] = plain
     return at.run()
 
 
@@ -121,6 +123,14 @@ def test_unknown_module_is_one_sentence(app_test):
     _run(at)
     assert not at.exception
     assert any("no layer named 'layer2.0.conv9'" in e.value and "Close matches" in e.value for e in at.error)
+
+
+def test_a_module_the_plain_model_never_runs_is_one_sentence(app_test):
+    at = _open(app_test, plain=True)
+    at.text_input(key=state.FEAT_MODULE).set_value("layer2.0.shortcut_out")
+    _run(at, plain=True)
+    assert not at.exception, at.exception
+    assert any("not used by this model's forward pass" in e.value for e in at.error)
 
 
 def test_uploaded_image_is_used_and_kept_across_pages(app_test, counted):
