@@ -327,6 +327,30 @@ def test_two_threads_on_one_model(tiny, method):
     assert hook_count(tiny) == 0
 
 
+@pytest.mark.parametrize(
+    ("layer", "skip", "words"),
+    [
+        ("fc", True, "spatial output"),
+        ("layer2.0.shortcut_out", False, "not used by this model's forward pass"),
+    ],
+)
+def test_guided_gradcam_checks_the_layer_first(layer, skip, words):
+    model = create_model("resnet_tiny", seed=0, skip=skip).eval()
+    with pytest.raises(AttributionError, match=words):
+        attribute(model, _inputs(1), "guided_gradcam", layer=layer)
+    assert hook_count(model) == 0
+
+
+def test_cam_command_guided_gradcam_on_fc_is_one_sentence(tmp_path, capsys):
+    from resviz.cli import main
+
+    good = _write_png(tmp_path / "good.png")
+    argv = ["cam", str(good), "--model", "resnet8", "--method", "guided_gradcam", "--layer", "fc"]
+    rc = main([*argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "spatial output" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_no_hooks_left_after_normal_and_failing_calls(method):
     model = create_model("resnet_tiny", seed=0).eval()

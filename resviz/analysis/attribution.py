@@ -483,8 +483,7 @@ def attribute(
     x = _check_input(model, x)
     namer = _class_namer(class_name)
     with _analysis_mode(model), oom_guard(METHODS[method]):
-        with torch.no_grad():
-            logits = model(x)
+        logits = _forward_checking_layer(model, x, layer_name, module)
         targets = _targets(target, logits)
         t = targets.tolist()
         with warnings.catch_warnings():
@@ -518,6 +517,35 @@ def attribute(
         target_labels=tuple(namer(int(i)) for i in target_np),
         prediction=prediction,
     )
+
+
+def _forward_checking_layer(
+    model: nn.Module, x: Tensor, name: str | None, module: nn.Module | None
+) -> Tensor:
+    """The logits of a gradient-free forward; checks that ``module`` runs with a 4-D output.
+
+    Captum's Guided Grad-CAM fails deep inside (an IndexError) on a layer without spatial output
+    such as ``fc``, and silently on one that never runs: say so in a sentence before calling it.
+    """
+    shapes: list[tuple[int, ...]] = []
+    with torch.no_grad():
+        if module is None:
+            return model(x)
+        handle = module.register_forward_hook(
+            lambda _m, _i, out: shapes.append(tuple(out.shape)) if isinstance(out, Tensor) else None
+        )
+        try:
+            logits = model(x)
+        finally:
+            handle.remove()
+    if not shapes:
+        raise AttributionError(
+            f"Layer {name!r} is not used by this model's forward pass "
+            "(a plain block has no shortcut, for example); choose another layer."
+        )
+    if len(shapes[0]) != 4:
+        raise AttributionError(f"Grad-CAM needs a layer with spatial output (N, C, H, W); {name!r} has none.")
+    return logits
 
 
 def _captum(
