@@ -151,15 +151,17 @@ def _at_init(twins, batch, device: str) -> None:
         pair = _profile(twins, batch, device, True)
     res, plain = pair.residual, pair.plain
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric(f"{res.model}: first/last conv", f"{res.first_last_ratio:.3g}")
-    m2.metric(f"{plain.model}: first/last conv", f"{plain.first_last_ratio:.3g}")
+    m1.metric(f"{res.model}: first/last block", f"{res.first_last_ratio:.3g}")
+    m2.metric(f"{plain.model}: first/last block", f"{plain.first_last_ratio:.3g}")
     m3.metric(f"{res.model}: loss", f"{res.loss:.4g}")
     m4.metric(f"{plain.model}: loss", f"{plain.loss:.4g}")
     st.caption(
-        "First/last: weight-gradient norm of the stem conv over the last conv's. Above 1, gradients grow "
-        "toward the input; below 1 they vanish. A huge loss means the forward signal blew up "
-        "(no BatchNorm): try zero-init or a branch scale."
+        "First/last: gradient norm at the first block's output over the last block's. Above 1, gradients "
+        "grow toward the input; below 1 they vanish; 0, none reaches the first block. A huge loss means "
+        "the forward signal blew up (no BatchNorm): try zero-init or a branch scale."
     )
+    if twins.zero_init_residual:
+        st.warning(ZERO_INIT_NOTE)
     metric = st.radio(
         "Show",
         list(gp.METRIC_LABELS),
@@ -178,6 +180,13 @@ def _at_init(twins, batch, device: str) -> None:
     _download("Per-block split (CSV)", ga.block_rows(pair), "gradient_split_per_block")
 
 
+ZERO_INIT_NOTE = (
+    "Zero-init applies to both twins. In the residual net each block starts as the identity; in the "
+    "plain twin, whose only path is the branch, it zeroes every block's output: no signal goes "
+    "forward and no gradient comes back, so its first/last ratio is 0 and its loss is flat."
+)
+
+
 def _sweep(twins, batch, device: str) -> None:
     from resviz.analysis import gradients as ga
     from resviz.plots import gradients as gp
@@ -185,6 +194,7 @@ def _sweep(twins, batch, device: str) -> None:
     st.caption(
         "CIFAR twin pairs at every depth, with the knobs above (BatchNorm, initialization, zero-init, "
         "branch scale, seed) and the same batch. Compare BatchNorm on and off: two different regimes."
+        + (" " + ZERO_INIT_NOTE if twins.zero_init_residual else "")
     )
     depths = st.multiselect(
         "Depths",

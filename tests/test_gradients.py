@@ -319,3 +319,32 @@ def test_cli_json_csv_and_errors(capsys, tmp_path) -> None:
 
     assert cli_main(["gradflow", "--depth", "9"]) == 2
     assert "6n+2" in capsys.readouterr().err
+
+
+def test_zero_init_keeps_the_sweep_finite_and_says_why_the_plain_twin_is_blank(capsys) -> None:
+    # The old ratio divided by the last conv's weight gradient, which zero-init makes exactly 0.
+    knobs = TwinSettings(batchnorm=True, zero_init_residual=True)
+    sweep = depth_sweep((8, 14), knobs, TINY, device="cpu")
+    assert np.all(np.isfinite(sweep.residual_ratio)) and np.all(sweep.residual_ratio > 0)
+    assert np.all(sweep.plain_ratio == 0)  # zero-init zeroes every plain block: no gradient comes back
+    fig = plots.sweep_figure(sweep)
+    assert all(v is not None for v in fig.data[0].y)
+    note = fig.layout.annotations[-1].text
+    assert "plain: no gradient reaches the first block at depth 8, 14" in note and "Zero-init" in note
+    assert cli_main(["gradflow", "--depth", "8", "--size", "8", "--batch", "4", "--zero-init"]) == 0
+    assert "inf" not in capsys.readouterr().out
+
+
+def test_norms_stay_off_float64_on_the_device_and_do_not_overflow(monkeypatch) -> None:
+    from resviz.analysis.gradients import _norms
+
+    # Apple's MPS has no float64: the norms must not ask the device for it.
+    def no_double(self):
+        raise TypeError("float64 is not supported on this device")
+
+    big = torch.full((4,), 1e30)  # squared, 1e60 overflows float32
+    small = torch.full((4,), 1e-30)  # squared, 1e-60 underflows float32
+    monkeypatch.setattr(torch.Tensor, "double", no_double)
+    got = _norms([big, small, None, torch.zeros(3), torch.tensor([3.0, 4.0])])
+    np.testing.assert_allclose(got[[0, 1]], [2e30, 2e-30], rtol=1e-6)
+    assert np.isnan(got[2]) and got[3] == 0 and got[4] == pytest.approx(5.0)

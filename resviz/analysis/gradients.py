@@ -166,12 +166,19 @@ class GradientProfile:
 
     @property
     def first_last_ratio(self) -> float:
-        """Weight-gradient norm of the first conv over the last conv's (the stem over the last conv of
-        the last block; the classifier, a different kind of layer, is left out). Above 1: gradients
-        grow toward the input; below 1: they vanish."""
-        convs = self.grad_norm[~self.layer_shortcut][:-1]  # main path without the classifier
-        first, last = convs[0], convs[-1]
-        return float(first / last) if last > 0 else math.inf
+        """Gradient norm at the first block's output over the last block's output. Above 1:
+        gradients grow toward the input; below 1: they vanish; 0: none reaches the first block.
+
+        Block outputs, not weight gradients: zero-init sets each branch's last layer to zero, which
+        makes the last conv's weight gradient exactly 0 (a weight-gradient ratio would be infinite),
+        while the gradient at the last block's output comes straight from the classifier.
+        """
+        if len(self.block_out_grad) == 0:
+            return math.nan
+        first, last = float(self.block_out_grad[0]), float(self.block_out_grad[-1])
+        if not (math.isfinite(first) and math.isfinite(last)) or last <= 0:
+            return math.nan
+        return first / last
 
     @property
     def shortcut_share(self) -> np.ndarray:
@@ -474,15 +481,23 @@ def _blocks(model: ResNet) -> list[tuple[str, ResidualBlock]]:
 
 
 def _norms(tensors: Sequence[Tensor | None]) -> np.ndarray:
-    """L2 norm of each tensor (NaN for None) with a single device-to-host copy, ``(len,)`` float64."""
+    """L2 norm of each tensor (NaN for None) with a single device-to-host copy, ``(len,)`` float64.
+
+    Computed in float32 on the tensors' device (Apple's MPS has no float64), each tensor divided by
+    its largest magnitude first so that squaring neither overflows nor underflows; the scale is
+    multiplied back in float64 on the CPU.
+    """
     if not tensors:
         return np.zeros(0)
-    present = [t for t in tensors if t is not None]
-    values = (
-        torch.stack([torch.linalg.vector_norm(t.detach().double()) for t in present]).cpu().numpy()
-        if present
-        else np.zeros(0)
-    )
+    present = [t.detach().float() for t in tensors if t is not None]
+    values = np.zeros(0)
+    if present:
+        scales = torch.stack([t.abs().amax() if t.numel() else t.new_zeros(()) for t in present])
+        tiny = torch.finfo(torch.float32).tiny
+        unit = torch.stack([torch.linalg.vector_norm(t / s.clamp_min(tiny)) for t, s in zip(present, scales)])
+        scale, unit_norm = torch.stack([scales, unit]).cpu().numpy().astype(np.float64)
+        # An infinite or NaN entry makes the norm infinite or NaN: keep the scale as it is there.
+        values = np.where(np.isfinite(scale), scale * unit_norm, scale)
     out = np.full(len(tensors), np.nan)
     out[[i for i, t in enumerate(tensors) if t is not None]] = values
     return out

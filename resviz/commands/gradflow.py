@@ -130,6 +130,6 @@ def _print_table(pair) -> None:  # type: ignore[no-untyped-def]
         print(f"{int(depth):>5}  {name:<{width}}  {g:>11.3e}  {p_text}")
     print(f"loss: {res.model} {res.loss:.4g}, {plain.model} {plain.loss:.4g}")
     print(
-        f"first/last conv gradient-norm ratio: {res.model} {res.first_last_ratio:.3g}, "
+        f"first/last block-output gradient-norm ratio: {res.model} {res.first_last_ratio:.3g}, "
         f"{plain.model} {plain.first_last_ratio:.3g}"
     )

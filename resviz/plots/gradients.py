@@ -119,12 +119,15 @@ def split_figure(pair: TwinProfile) -> go.Figure:
 
 
 def sweep_figure(sweep: DepthSweep) -> go.Figure:
-    """First-conv / last-conv gradient-norm ratio vs depth, plain and residual, log scale.
+    """First-block / last-block output gradient-norm ratio vs depth, plain and residual, log scale.
 
-    A ratio of 1 (dotted line) means the first layer gets as much gradient as the last; above it
-    gradients grow toward the input, below it they vanish.
+    A ratio of 1 (dotted line) means the first block gets as much gradient as the last; above it
+    gradients grow toward the input, below it they vanish. A ratio a log axis cannot show (0: no
+    gradient reaches the first block, as in a zero-initialized plain net; NaN) is named in a note
+    under the chart rather than silently left out.
     """
     fig = go.Figure()
+    missing: list[str] = []
     for label, ratio, loss, color in (
         ("residual", sweep.residual_ratio, sweep.residual_loss, RESIDUAL_COLOR),
         ("plain", sweep.plain_ratio, sweep.plain_loss, PLAIN_COLOR),
@@ -142,14 +145,40 @@ def sweep_figure(sweep: DepthSweep) -> go.Figure:
                 + "</extra>",
             )
         )
+        zero = [int(d) for d, r in zip(sweep.depths, ratio) if r == 0]
+        bad = [int(d) for d, r in zip(sweep.depths, ratio) if not (np.isfinite(r) and r >= 0)]
+        if zero:
+            missing.append(f"{label}: no gradient reaches the first block at depth {_depths(zero)}")
+        if bad:
+            missing.append(f"{label}: no finite ratio at depth {_depths(bad)} (the loss overflowed)")
     fig.add_hline(y=1.0, line_dash="dot", line_color="gray")
+    if missing:
+        note = "; ".join(missing)
+        if sweep.twins.zero_init_residual:
+            note += ". Zero-init zeroes every plain block's output, so its only path carries nothing."
+        fig.add_annotation(
+            text=note,
+            xref="paper",
+            yref="paper",
+            x=0.0,
+            y=1.0,
+            xanchor="left",
+            yanchor="bottom",
+            showarrow=False,
+            font={"color": "#d62728"},
+            name="not plotted",
+        )
     bn = "with BatchNorm" if sweep.twins.batchnorm else "without BatchNorm"
     return _layout(
         fig,
-        f"First/last conv gradient-norm ratio at initialization, {bn}, {sweep.twins.init} init",
+        f"First/last block gradient-norm ratio at initialization, {bn}, {sweep.twins.init} init",
         "depth (layers)",
-        "‖∂L/∂W_first‖ / ‖∂L/∂W_last‖",
+        "‖∂L/∂(first block out)‖ / ‖∂L/∂(last block out)‖",
     )
+
+
+def _depths(depths: list[int]) -> str:
+    return ", ".join(str(d) for d in depths)
 
 
 def sweep_loss_figure(sweep: DepthSweep) -> go.Figure:

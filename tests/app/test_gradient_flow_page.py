@@ -45,7 +45,7 @@ def test_twin_chart_split_chart_and_downloads(grad_page) -> None:
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Per-layer norms (CSV)" in labels and "Per-block split (CSV)" in labels
     metrics = {m.label: m.value for m in at.metric}
-    assert float(metrics["plain20: first/last conv"]) > 0
+    assert float(metrics["plain20: first/last block"]) > 0
 
 
 def test_results_are_cached_per_settings(grad_page, monkeypatch) -> None:
