@@ -487,3 +487,15 @@ def test_cam_command_explains_the_good_files_and_reports_the_bad_ones(tmp_path, 
     assert rc == 2  # a bad file is still an error for scripts...
     assert "bad.png is not an image" in captured.err and captured.err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == ["good_gradcam.npz", "good_gradcam.png"]  # ...not a loss
+
+
+def test_cam_command_output_write_errors_are_one_sentence(tmp_path, capsys):
+    from resviz.cli import main
+
+    good = _write_png(tmp_path / "good.png")
+    out = tmp_path / "out"
+    (out / "good_gradcam.png").mkdir(parents=True)  # a folder where the overlay should go
+    rc = main(["cam", str(good), "--model", "resnet8", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Cannot write" in err and "good_gradcam.png" in err
+    assert "Traceback" not in err and err.count("\n") == 1

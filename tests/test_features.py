@@ -260,6 +260,29 @@ def test_cli_errors_are_one_sentence_exit_2(tmp_path, capsys, args, words):
     assert err.startswith("error: ") and words in err and "\n" not in err
 
 
+def test_cli_output_errors_are_one_sentence_exit_2(tmp_path, capsys):
+    img = _image_file(tmp_path)
+    assert cli(["features", str(img), "--model", "resnet8", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "is a folder" in err and "\n" not in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = ["features", str(img), "--model", "resnet8", "--out", str(tmp_path / "g.png")]
+    assert cli([*args, "--npz", str(blocker / "acts.npz")]) == 2  # its folder is a file
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Cannot write") and "\n" not in err
+
+
+def test_cli_npz_is_written_under_exactly_the_name_given(tmp_path):
+    img = _image_file(tmp_path)
+    npz = tmp_path / "acts.bin"
+    args = [str(img), "--model", "resnet8", "--out", str(tmp_path / "g.png"), "--npz", str(npz)]
+    assert cli(["features", *args]) == 0
+    assert npz.is_file() and not (tmp_path / "acts.bin.npz").exists()
+    with np.load(npz) as data:
+        assert "layer1.0" in data.files
+
+
 def test_cli_refuses_bad_images(tmp_path, capsys):
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(b"not a jpeg")

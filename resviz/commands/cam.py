@@ -79,15 +79,23 @@ def run(args: argparse.Namespace) -> int:
             stem = f"{stem}_{stems[stem]}"
         base = args.out / f"{stem}_{args.method}"
         rgb = overlay(views[i], result.maps[i], opacity=args.opacity, colormap=args.colormap)
-        base.with_suffix(".png").write_bytes(png_bytes(rgb))
-        _save_one(result, i, base.with_suffix(".npz"))
+        png, npz = base.with_suffix(".png"), base.with_suffix(".npz")
+        try:
+            png.write_bytes(png_bytes(rgb))
+            with npz.open("wb") as f:  # an open file: np.savez never renames what it is given
+                _save_one(result, i, f)
+        except OSError as exc:
+            from resviz.errors import ResvizError
+
+            where = exc.filename or png
+            raise ResvizError(f"Cannot write {where}: {exc.strerror or exc}.") from exc
         p = result.prediction
         top = ", ".join(f"{lab} {prob:.1%}" for lab, prob in zip(p.labels[i][:3], p.probs[i][:3]))
         print(f"{image.name}: explains {result.target_labels[i]!r}; top: {top} -> {base}.png, {base}.npz")
     return 2 if bad else 0
 
 
-def _save_one(result, i: int, path: Path) -> None:
+def _save_one(result, i: int, path) -> None:  # a path or an open binary file
     import numpy as np
 
     p = result.prediction

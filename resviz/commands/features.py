@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from resviz.errors import ResvizError
 
@@ -50,12 +52,25 @@ def run(args: argparse.Namespace) -> int:
     if maps.ndim != 3:
         raise ResvizError(f"{layer} outputs {maps.ndim}-D features, not channel maps; pick a conv layer.")
     channels = top_channels(maps, args.top_k) if args.top_k else channel_range(maps.shape[0], 0, 64)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(mosaic_png(tile_maps(maps[channels], [str(c) for c in channels])))
+    png = mosaic_png(tile_maps(maps[channels], [str(c) for c in channels]))
+    _write(args.out, lambda f: f.write(png))
     if args.npz is not None:
-        args.npz.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.npz, **{k: v[0] for k, v in acts.maps.items()}, channels=channels, layer=layer)
+        arrays = {k: v[0] for k, v in acts.maps.items()}
+        # Through an open file: np.savez given a path would append ".npz" to a name without it.
+        _write(args.npz, lambda f: np.savez(f, **arrays, channels=channels, layer=layer))
     if loaded.notice:
         print(f"note: {loaded.notice}")
     print(f"{layer}: {maps.shape[0]} channels of {maps.shape[1]}x{maps.shape[2]}; wrote {args.out}")
     return 0
+
+
+def _write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Create ``path`` (and its folder) and ``write`` into it; an OSError becomes one sentence."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            write(f)
+    except IsADirectoryError as exc:
+        raise ResvizError(f"Cannot write {path}: it is a folder; give a file name.") from exc
+    except OSError as exc:
+        raise ResvizError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
