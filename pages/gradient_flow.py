@@ -1,7 +1,9 @@
 """Gradient Flow: a residual network and its plain twin, same seed, same batch, side by side.
 
-Widgets -> :mod:`resviz.analysis.gradients` -> :mod:`resviz.plots.gradients`. The page builds its
-own twin pair from a seed (never the sidebar's shared model), so training them touches nobody else.
+Widgets -> :mod:`resviz.analysis.gradients` -> :mod:`resviz.plots.gradients`. By default the page
+builds its own twin pair from a seed; it can instead profile a *copy* of the sidebar's model (a
+saved training run, a checkpoint, ImageNet weights) and its twin, never the shared model itself.
+The sweep and training tabs always use seed-built twins, so training them touches nobody else.
 Profiles are cached per settings (``st.cache_data``); training runs are kept per settings in this
 session, so a stopped run keeps its steps and can be resumed.
 """
@@ -16,6 +18,7 @@ from ui.shell import ensure_entry_point
 ensure_entry_point()
 
 MAX_TRAINERS = 3  # training runs kept per session (each holds two models)
+MODEL_SOURCES = {"seed": "fresh twins from a seed", "sidebar": "the sidebar's model and its twin"}
 
 
 def main() -> None:
@@ -27,11 +30,24 @@ def main() -> None:
     from resviz.errors import ResvizError
 
     try:
+        which = st.radio(
+            "Models",
+            list(MODEL_SOURCES),
+            key=state.GRAD_MODEL_SOURCE,
+            format_func=MODEL_SOURCES.get,
+            horizontal=True,
+            help="The sidebar's model (a saved training run, a checkpoint, ImageNet weights) is copied, "
+            "never changed; its twin has the same weights with the shortcuts flipped.",
+        )
         twins, batch = _settings()
         device = st.session_state.get(state.DEVICE, "auto")
-        init_tab, sweep_tab, train_tab = st.tabs(["At initialization", "Depth sweep", "Training"])
+        first = "The sidebar's model" if which == "sidebar" else "At initialization"
+        init_tab, sweep_tab, train_tab = st.tabs([first, "Depth sweep", "Training"])
         with init_tab:
-            _at_init(twins, batch, device)
+            if which == "sidebar":
+                _sidebar_model(batch, device)
+            else:
+                _at_init(twins, batch, device)
         with sweep_tab:
             _sweep(twins, batch, device)
         with train_tab:
@@ -129,6 +145,33 @@ def _profile(twins, batch, device: str, split: bool):
     return twin_profile(twins, batch, device=device, split=split)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _loaded_profile(choice_key: str, batch_size: int, seed: int, device: str, _loaded):
+    """Cached per sidebar choice (``choice_key``); ``_loaded`` is the shared model, not hashed."""
+    from resviz.analysis.gradients import loaded_twin_profile
+    from resviz.device import configure_cpu_threads
+
+    configure_cpu_threads()
+    return loaded_twin_profile(_loaded, batch_size=batch_size, seed=seed, device=device, split=True)
+
+
+def _sidebar_model(batch, device: str) -> None:
+    from ui.models import current_choice, current_model, show_model_banner
+
+    loaded = current_model()
+    show_model_banner(loaded)
+    st.caption(
+        "A copy of the sidebar's model and its twin (the same weights, shortcuts flipped), in train mode "
+        "on one batch that fits the model. The batch size and seed above apply; the architecture, "
+        "BatchNorm, initialization and taming knobs describe the seed-built twins of the **Depth sweep** "
+        "and **Training** tabs, which do not use this model."
+    )
+    with st.spinner(f"Forward and backward pass of {loaded.name} and its twin…"):
+        pair = _loaded_profile(repr(current_choice()), batch.batch_size, batch.seed, device, loaded)
+    st.caption(f"Measured: {pair.source}.")
+    _show_pair(pair)
+
+
 def _download(label: str, rows: list[dict[str, object]], name: str) -> None:
     from resviz.export import to_csv
 
@@ -144,11 +187,25 @@ def _download(label: str, rows: list[dict[str, object]], name: str) -> None:
 
 
 def _at_init(twins, batch, device: str) -> None:
+    with st.spinner(f"Forward and backward pass of both {twins.label} twins…"):
+        pair = _profile(twins, batch, device, True)
+    _show_pair(pair)
+    if twins.zero_init_residual:
+        st.warning(ZERO_INIT_NOTE)
+
+
+ZERO_INIT_NOTE = (
+    "Zero-init applies to both twins. In the residual net each block starts as the identity; in the "
+    "plain twin, whose only path is the branch, it zeroes every block's output: no signal goes "
+    "forward and no gradient comes back, so its first/last ratio is 0 and its loss is flat."
+)
+
+
+def _show_pair(pair) -> None:
+    """Metrics, the twin chart and the shortcut/branch split of one profiled pair, with CSVs."""
     from resviz.analysis import gradients as ga
     from resviz.plots import gradients as gp
 
-    with st.spinner(f"Forward and backward pass of both {twins.label} twins…"):
-        pair = _profile(twins, batch, device, True)
     res, plain = pair.residual, pair.plain
     m1, m2, m3, m4 = st.columns(4)
     m1.metric(f"{res.model}: first/last block", f"{res.first_last_ratio:.3g}")
@@ -160,8 +217,6 @@ def _at_init(twins, batch, device: str) -> None:
         "grow toward the input; below 1 they vanish; 0, none reaches the first block. A huge loss means "
         "the forward signal blew up (no BatchNorm): try zero-init or a branch scale."
     )
-    if twins.zero_init_residual:
-        st.warning(ZERO_INIT_NOTE)
     metric = st.radio(
         "Show",
         list(gp.METRIC_LABELS),
@@ -178,13 +233,6 @@ def _at_init(twins, batch, device: str) -> None:
     )
     st.plotly_chart(gp.split_figure(pair), key="grad_chart_split")
     _download("Per-block split (CSV)", ga.block_rows(pair), "gradient_split_per_block")
-
-
-ZERO_INIT_NOTE = (
-    "Zero-init applies to both twins. In the residual net each block starts as the identity; in the "
-    "plain twin, whose only path is the branch, it zeroes every block's output: no signal goes "
-    "forward and no gradient comes back, so its first/last ratio is 0 and its loss is flat."
-)
 
 
 def _sweep(twins, batch, device: str) -> None:

@@ -348,3 +348,21 @@ def test_norms_stay_off_float64_on_the_device_and_do_not_overflow(monkeypatch) -
     got = _norms([big, small, None, torch.zeros(3), torch.tensor([3.0, 4.0])])
     np.testing.assert_allclose(got[[0, 1]], [2e30, 2e-30], rtol=1e-6)
     assert np.isnan(got[2]) and got[3] == 0 and got[4] == pytest.approx(5.0)
+
+
+def test_a_loaded_model_and_its_twin_are_profiled_on_a_copy() -> None:
+    from resviz.analysis.gradients import loaded_twin_profile
+    from resviz.models.weights import LoadedModel
+    from resviz.preprocessing import Preprocessing
+
+    model = create_model("resnet8", num_classes=3, in_channels=1, seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = LoadedModel(
+        model, "resnet8", "random", "random initialization", Preprocessing(12, 12, (0.5,), (0.2,), 1)
+    )
+    pair = loaded_twin_profile(loaded, batch_size=4, device="cpu")
+    assert (pair.residual.model, pair.plain.model) == ("resnet8", "plain8")
+    assert np.isfinite(pair.residual.first_last_ratio) and "random inputs (1x12x12)" in pair.source
+    assert not model.training and hook_count(model) == 0
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -35,6 +35,7 @@ FEAT_DOWNLOAD_NPZ = "feat_download_npz"
 
 # --- Gradient Flow page ---
 GRAD_PREFIX = "grad_"
+GRAD_MODEL_SOURCE = "grad_model_source"  # "seed" (fresh twins) | "sidebar" (a copy of the sidebar's model)
 GRAD_FAMILY = "grad_family"  # "cifar" | "imagenet": which twin pair
 GRAD_DEPTH_CIFAR = "grad_depth_cifar"  # 20 | 32 | 44 | 56 | 110
 GRAD_DEPTH_IMAGENET = "grad_depth_imagenet"  # 18 | 34

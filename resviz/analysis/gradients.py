@@ -17,6 +17,7 @@ statistics are put back afterwards.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -37,6 +38,7 @@ from resviz.models.config import INITS, ResNetConfig
 
 if TYPE_CHECKING:
     from resviz.models.resnet import ResidualBlock, ResNet
+    from resviz.models.weights import LoadedModel
 
 BatchSource = Literal["random", "samples", "digits"]
 LabelKind = Literal["random", "true"]
@@ -194,8 +196,9 @@ class TwinProfile:
 
     residual: GradientProfile
     plain: GradientProfile
-    twins: TwinSettings
-    batch: BatchSettings
+    twins: TwinSettings | None  # None for a given model and its twin (see loaded_twin_profile)
+    batch: BatchSettings | None
+    source: str = ""  # for people: which models and which batch, when not built from settings
 
 
 @dataclass(frozen=True)
@@ -533,6 +536,75 @@ def twin_profile(
         twins=twins,
         batch=batch,
     )
+
+
+def loaded_twin_profile(
+    loaded: LoadedModel,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    split: bool = True,
+) -> TwinProfile:
+    """Profile a copy of a loaded model (a sidebar pick, a saved run) and its twin on one batch.
+
+    The shared model is only copied (under its lock, so no other session's hooks come along); the
+    copy and its twin (:func:`resviz.models.make_twin`: the same weights, shortcuts flipped) are the
+    ones run. The batch fits the model: ``(N, C, S, S)`` from its preprocessing. A saved run on a
+    built-in dataset (shapes, digits) gets held-out images of that dataset with their true labels;
+    anything else gets standard-normal inputs and random labels in range of its classes.
+
+    Returns:
+        A :class:`TwinProfile` whose ``twins`` and ``batch`` are None and ``source`` says what ran.
+    """
+    if not 1 <= batch_size <= 1024:
+        raise ConfigError(f"Batch size must be between 1 and 1024, not {batch_size}.")
+    with model_lock(loaded.model):
+        model = copy.deepcopy(loaded.model)
+    for m in model.modules():  # a copy carries whatever hooks the original had at that moment
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+        m._backward_hooks.clear()
+    model = model.to(resolve_device(device))
+    twin = make_twin(model)
+    residual, plain = (model, twin) if model.config.skip else (twin, model)
+    x, y, what = _loaded_batch(loaded, batch_size, seed)
+    cfg = model.config
+    names = (f"resnet{cfg.depth}", f"plain{cfg.depth}")
+    kind = "its plain twin" if cfg.skip else "its residual twin"
+    return TwinProfile(
+        residual=gradient_profile(residual, x, y, name=names[0], split=split),
+        plain=gradient_profile(plain, x, y, name=names[1], split=split),
+        twins=None,
+        batch=None,
+        source=f"{loaded.name} ({loaded.source}) and {kind}, same weights; {what}",
+    )
+
+
+def _loaded_batch(loaded: LoadedModel, n: int, seed: int) -> tuple[Tensor, Tensor, str]:
+    """A batch that fits ``loaded``: its run's own held-out images when cheap, else random."""
+    pre, cfg = loaded.preprocessing, loaded.config
+    channels, size = int(pre.channels), int(pre.crop)
+    meta = loaded.metadata if loaded.weights == "run" else {}
+    dataset = meta.get("dataset")
+    if dataset in ("shapes", "digits"):  # built in: a few images are generated or read in a moment
+        from resviz.datasets import load_dataset
+
+        tc = meta.get("train_config") or {}
+        data = load_dataset(
+            str(dataset),
+            seed=int(tc.get("data_seed", 0)),  # type: ignore[union-attr]
+            size=tc.get("size"),  # type: ignore[union-attr]
+            n_train=64 if dataset == "shapes" else None,
+            n_test=n if dataset == "shapes" else None,
+        )
+        x, y = data.x_test[:n], data.y_test[:n]
+        if x.shape[1:] == (channels, size, size) and int(y.max()) < cfg.num_classes:
+            return data.normalize(x), y, f"{len(y)} held-out {dataset} images with their true labels"
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, channels, size, size, generator=gen)
+    y = torch.randint(cfg.num_classes, (n,), generator=gen)
+    return x, y, f"{n} random inputs ({channels}x{size}x{size}) with random labels"
 
 
 def _twin_names(twins: TwinSettings, cfg: ResNetConfig) -> tuple[str, str]:

@@ -99,3 +99,38 @@ def test_training_fills_heatmaps_and_loss_curves(grad_page) -> None:
     assert any("Stopped at step 2 of 3" in i.value for i in at.info)
     at.button(key=state.GRAD_TRAIN).click().run()
     assert trainer.steps_done == 3 and not at.exception
+
+
+@pytest.fixture
+def saved_run(tmp_path, monkeypatch):
+    """A two-step ResNet-8 trained on the shapes and saved, as the Training Lab would."""
+    from resviz.runs import save_run
+    from resviz.training import TrainConfig, train
+
+    monkeypatch.setenv("RESVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    cfg = TrainConfig(
+        dataset="shapes",
+        models=("resnet8",),
+        steps=2,
+        widths=(4, 8, 8),
+        n_train=64,
+        batch_size=16,
+        device="cpu",
+    )
+    (result,) = train(cfg)
+    return save_run(result, tmp_path / "runs")
+
+
+def test_the_sidebars_saved_run_and_its_twin(saved_run, open_page) -> None:
+    at = open_page(
+        PAGE,
+        model_weights="run",
+        train_run=str(saved_run),
+        **{state.GRAD_MODEL_SOURCE: "sidebar", state.GRAD_BATCH: 8},
+    )
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    twin = _charts(at)[0]
+    assert {t["name"] for t in twin["data"]} == {"resnet8", "plain8"}
+    assert any("held-out shapes images with their true labels" in c.value for c in at.caption)
+    assert any("training run" in c.value for c in at.caption)  # the banner names the run
