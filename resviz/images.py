@@ -118,9 +118,8 @@ def decode_image(
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             im.seek(0)
-            what = "an animated GIF" if im.format == "GIF" else f"a {frames}-frame {im.format} file"
-            if im.format == "WEBP":
-                what = "an animated WebP"
+            animated = {"GIF": "an animated GIF", "WEBP": "an animated WebP", "PNG": "an animated PNG"}
+            what = animated.get(im.format or "", f"a multi-page {im.format} file")
             notes.append(f"first frame of {what} ({frames} frames)")
         try:
             im.load()
@@ -145,6 +144,8 @@ def decode_image(
 def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
     """Any Pillow mode to 8-bit RGB, scaling high bit depths and compositing alpha onto white."""
     mode = im.mode
+    if mode in ("1", "L", "RGB") and "transparency" in im.info:  # a tRNS colour: that value is clear
+        return _composite_onto_white(im, notes)
     if mode == "RGB":
         return im
     if mode.startswith("I") or mode == "F":
@@ -162,14 +163,18 @@ def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
     if mode == "CMYK":
         notes.append("converted from CMYK")
         return im.convert("RGB")
-    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode in ("L", "RGB") and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        if rgba.getextrema()[3][0] < 255:  # only say so when something was actually transparent
-            notes.append("transparent areas composited onto white")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        return _composite_onto_white(im, notes)
     notes.append(f"converted from {mode} to RGB")
     return im.convert("RGB")
+
+
+def _composite_onto_white(im: Image.Image, notes: list[str]) -> Image.Image:
+    rgba = im.convert("RGBA")  # also turns a "transparency" colour (PNG tRNS) into alpha
+    if rgba.getextrema()[3][0] < 255:  # only say so when something was actually transparent
+        notes.append("transparent areas composited onto white")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
 
 
 def _scale_to_8bit(im: Image.Image, notes: list[str]) -> Image.Image:

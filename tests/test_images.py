@@ -114,6 +114,17 @@ def test_la_transparency_is_composited_onto_white() -> None:
     assert rgb_at(loaded, (4, 4)) == (255, 255, 255)
 
 
+@pytest.mark.parametrize(("mode", "clear", "kept"), [("RGB", (0, 0, 0), (200, 10, 10)), ("L", 0, 90)])
+def test_transparency_colour_of_rgb_and_grayscale_png_is_white_not_black(mode, clear, kept) -> None:
+    im = Image.new(mode, (16, 16), clear)
+    im.paste(kept, (8, 0, 16, 16))  # right half opaque, left half the transparent colour
+    loaded = decode_image(encode(im, "PNG", transparency=clear), f"trns_{mode}.png")
+    assert rgb_at(loaded, (2, 2)) == (255, 255, 255)
+    right = kept if isinstance(kept, tuple) else (kept,) * 3
+    assert rgb_at(loaded, (12, 2)) == right
+    assert any("transparent" in n for n in loaded.notes)
+
+
 def test_palette_with_transparent_index_is_white_not_black() -> None:
     im = Image.new("P", (16, 16), 0)
     im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
@@ -139,6 +150,15 @@ def test_animated_gif_gives_first_frame_with_a_note() -> None:
     loaded = decode_image(buf.getvalue(), "anim.gif")
     assert rgb_at(loaded, (8, 8)) == (255, 0, 0)
     assert any("first frame" in n and "3 frames" in n for n in loaded.notes)
+
+
+def test_animated_png_note_says_its_frame_count_once() -> None:
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    loaded = decode_image(buf.getvalue(), "anim.png")
+    assert rgb_at(loaded, (8, 8)) == (255, 0, 0)
+    assert loaded.notes == ("first frame of an animated PNG (2 frames)",)
 
 
 def test_name_does_not_matter_content_does() -> None:
