@@ -366,3 +366,18 @@ def test_a_loaded_model_and_its_twin_are_profiled_on_a_copy() -> None:
     assert not model.training and hook_count(model) == 0
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_cli_csv_keeps_the_training_rows_and_json_is_strict(capsys, tmp_path) -> None:
+    args = ["gradflow", "--depth", "8", "--size", "8", "--batch", "4"]
+    out = tmp_path / "g.csv"
+    assert cli_main([*args, "--csv", str(out), "--steps", "2"]) == 0
+    training = (tmp_path / "g_training.csv").read_text().splitlines()
+    assert training[0].startswith("step,layer,depth") and len(training) == 1 + 2 * 8
+    capsys.readouterr()
+    # Without BatchNorm, zero-init zeroes each branch's last conv: its gradient-to-weight ratio is NaN.
+    assert cli_main([*args, "--json", "--no-bn", "--zero-init"]) == 0
+    text = capsys.readouterr().out
+    assert "Infinity" not in text and "NaN" not in text
+    assert None in [r["grad_weight_ratio"] for r in json.loads(text)["layers"]]
+    assert cli_main([*args, "--steps", "-1"]) == 2

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from pathlib import Path
 
 NAME = "gradflow"
 HELP = "Gradient norms per layer of a ResNet and its plain twin (same seed, same batch)."
@@ -43,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    out.add_argument("--csv", metavar="FILE", help="write the per-layer table to FILE ('-' for stdout)")
+    out.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write the per-layer table to FILE ('-' for stdout); with --steps, the per-step table "
+        "goes to FILE with _training before its suffix (after a blank line on stdout)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
         profile_rows,
         settings_dict,
         train_twins,
+        training_rows,
         twin_profile,
     )
     from resviz.device import configure_cpu_threads
+    from resviz.errors import ConfigError
     from resviz.export import to_csv
 
     configure_cpu_threads()
@@ -72,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     pair = twin_profile(twins, batch, device=args.device)
     rows = profile_rows(pair)
     training = None
+    run_ = None
+    if args.steps < 0:
+        raise ConfigError(f"--steps must be 0 or more, not {args.steps}.")
     if args.steps > 0:
         run_ = train_twins(twins, batch, args.steps, lr=args.lr, device=args.device)
         training = {
@@ -93,16 +105,20 @@ def run(args: argparse.Namespace) -> int:
             "layers": rows,
             "training": training,
         }
-        print(json.dumps(doc, indent=2))
+        # Strict JSON: a diverged loss or an overflowed norm is null, never Infinity/NaN.
+        print(json.dumps(_finite_or_null(doc), indent=2, allow_nan=False))
         return 0
     if args.csv:
-        text = to_csv(rows)
-        if args.csv == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.csv, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            print(f"wrote {len(rows)} rows to {args.csv}")
+        tables = [(args.csv, rows)]
+        if run_ is not None:
+            tables.append((_training_path(args.csv), training_rows(run_)))
+        for i, (path, table) in enumerate(tables):
+            if args.csv == "-":
+                sys.stdout.write(("\n" if i else "") + to_csv(table))
+            else:
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    f.write(to_csv(table))
+                print(f"wrote {len(table)} rows to {path}")
         return 0
     _print_table(pair)
     if training is not None:
@@ -117,6 +133,24 @@ def run(args: argparse.Namespace) -> int:
         ):
             print(f"  {name:<{width}}  {r:>11.3e}  {p:>11.3e}")
     return 0
+
+
+def _training_path(path: str) -> str:
+    """``norms.csv`` -> ``norms_training.csv`` (``-`` stays stdout)."""
+    if path == "-":
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}_training{p.suffix}"))
+
+
+def _finite_or_null(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def _print_table(pair) -> None:  # type: ignore[no-untyped-def]
