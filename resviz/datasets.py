@@ -15,9 +15,12 @@ Images are stored as ``uint8`` ``(N, C, H, W)`` and normalized per batch, which 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-import socket
+import shutil
+import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,17 +268,58 @@ def _torchvision_set(name: str, root: Path, download: bool, timeout: float):
             raise DatasetError(
                 f"{name} is not on disk under {root}; allow the download or place the files there."
             ) from exc
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # torchvision's urllib calls take no timeout of their own
     try:
+        # Fetch the archives ourselves, with a timeout on this request only (socket's process-wide
+        # default would change every session's sockets); torchvision then finds them, checks their
+        # MD5 and extracts them without going to the network.
+        for url, dest, md5 in _archives(cls, root):
+            _fetch(url, dest, md5, timeout)
         return cls(str(root), train=True, download=True), cls(str(root), train=False, download=True)
     except Exception as exc:  # URLError, timeouts, a half-written archive: all mean "not available"
         raise DatasetError(
             f"{name} could not be downloaded ({type(exc).__name__}); check the internet connection "
             f"or place the files under {root}."
         ) from exc
-    finally:
-        socket.setdefaulttimeout(old)
+
+
+def _archives(cls, root: Path) -> list[tuple[list[str], Path, str]]:
+    """(candidate URLs, destination, MD5) of each archive torchvision's ``cls`` downloads."""
+    if hasattr(cls, "tgz_md5"):  # CIFAR-10: one archive in the root
+        return [([cls.url], root / cls.filename, cls.tgz_md5)]
+    raw = root / cls.__name__ / "raw"  # MNIST: four archives, with mirrors
+    return [([m + f for m in cls.mirrors], raw / f, md5) for f, md5 in cls.resources]
+
+
+def _fetch(urls: list[str], dest: Path, md5: str, timeout: float) -> None:
+    """Download the first URL that answers to ``dest`` (atomically), unless a good copy is there."""
+    if dest.is_file() and _md5(dest) == md5:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    error: Exception | None = None
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                shutil.copyfileobj(response, out)
+            if _md5(Path(tmp)) != md5:
+                raise DatasetError(f"{dest.name} arrived damaged (checksum mismatch).")
+            os.replace(tmp, dest)
+            return
+        except Exception as exc:  # try the next mirror
+            error = exc
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    assert error is not None
+    raise error
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def torchvision_dataset(

@@ -74,14 +74,23 @@ def test_cifar10_absent_says_so_without_downloading(tmp_path):
 
 
 def test_offline_download_is_one_sentence_not_a_hang(tmp_path, monkeypatch):
-    from torchvision import datasets as tvd
+    import socket
 
-    def offline(self):
+    import resviz.datasets as ds
+
+    asked = []
+
+    def offline(url, timeout=None):
+        asked.append((url, timeout, socket.getdefaulttimeout()))
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(tvd.MNIST, "download", offline)
+    monkeypatch.setattr(ds.urllib.request, "urlopen", offline)
     with pytest.raises(DatasetError, match="could not be downloaded"):
         load_dataset("mnist", root=tmp_path, download=True)
+    # The timeout goes to the request itself; the process-wide default (every session's) is untouched.
+    assert asked and all(t == 10.0 and default is None for _, t, default in asked)
+    assert len(asked) == 2  # both mirrors of the first archive, then it gives up
+    assert not list((tmp_path / "MNIST" / "raw").glob(".part-*"))  # nothing half-written left
 
 
 def test_image_folder(tmp_path):
