@@ -41,10 +41,39 @@ def _module(digest: str, choice: object, name: str, _loaded: object, _image: obj
     return capture_activations(_loaded.model, x, [name]).maps[name][0]  # type: ignore[attr-defined]
 
 
+BLOCK_ROWS = 8  # channels in the F(x) / shortcut / output comparison
+
+
+def _block_rows_caption(rows: int, shown: int) -> str:
+    if rows == shown:
+        return "The channels shown above, one color scale centered on zero."
+    return f"The first {rows} of the {shown} channels shown above, one color scale centered on zero."
+
+
+def _block_caption(model: object, has_shortcut: bool) -> str:
+    """How a block's output is made from F(x) and the shortcut, for this kind of block."""
+    preact = bool(getattr(getattr(model, "config", None), "preact", False))
+    if has_shortcut:
+        if preact:
+            return "Pre-activation block: output = F(x) + shortcut, with no ReLU after the sum."
+        return "output = ReLU(F(x) + shortcut)."
+    if preact:
+        return "This block has no shortcut (plain, pre-activation): its output is F(x) alone."
+    return "This block has no shortcut (plain): its output is ReLU(F(x)) alone."
+
+
 def _layer_label(name: str) -> str:
     if name == "conv1":
         return "conv1 (stem)"
     return f"{name} (stage output)" if "." not in name else f"{name} (residual block)"
+
+
+def _default(key: str, value: object) -> dict[str, object]:
+    """``value=`` only for a widget whose key holds nothing yet.
+
+    Streamlit warns when a widget gets a default and its key was also set through session state.
+    """
+    return {} if key in st.session_state else {"value": value}
 
 
 def _channels(num: int) -> list[int]:
@@ -61,13 +90,20 @@ def _channels(num: int) -> list[int]:
     if mode == "top-k":
         if st.session_state.get(state.FEAT_TOPK, 0) > num:  # the layer changed under the slider
             st.session_state[state.FEAT_TOPK] = num
-        k = st.slider("k", 1, num, min(num, 32), key=state.FEAT_TOPK) if num > 1 else 1
+        k = (
+            st.slider("k", 1, num, key=state.FEAT_TOPK, **_default(state.FEAT_TOPK, min(num, 32)))
+            if num > 1
+            else 1
+        )
         return [-k]  # resolved by the caller, which has the maps
-    lo, hi = st.session_state.get(state.FEAT_RANGE, (0, min(num, 64) - 1))
+    first = (0, min(num, 64) - 1)
+    lo, hi = st.session_state.get(state.FEAT_RANGE, first)
     if hi > num - 1 or lo > num - 1:
-        st.session_state[state.FEAT_RANGE] = (0, min(num, 64) - 1)
+        st.session_state[state.FEAT_RANGE] = first
     if num > 1:
-        lo, hi = st.slider("Channel range", 0, num - 1, (0, min(num, 64) - 1), key=state.FEAT_RANGE)
+        lo, hi = st.slider(
+            "Channel range", 0, num - 1, key=state.FEAT_RANGE, **_default(state.FEAT_RANGE, first)
+        )
     else:
         lo, hi = 0, 0
     return channel_range(num, lo, hi + 1).tolist()
@@ -169,12 +205,10 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
         block = [b for b in blocks if b.startswith(layer + ".")][-1]  # a stage's output is its last block's
     if block is not None and not module:
         bm = acts.block(block)
-        few = shown[:8]
+        few = shown[:BLOCK_ROWS]
         st.subheader(f"{block}: F(x), shortcut and output")
         st.caption(
-            "Same channels, one color scale centered on zero: output = ReLU(F(x) + shortcut)."
-            if bm.shortcut is not None
-            else "This block has no shortcut (plain): its output is ReLU(F(x)) alone."
+            f"{_block_rows_caption(len(few), len(shown))} {_block_caption(model, bm.shortcut is not None)}"
         )
         st.plotly_chart(
             block_figure(bm.branch[0], None if bm.shortcut is None else bm.shortcut[0], bm.output[0], few),

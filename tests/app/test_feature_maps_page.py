@@ -117,6 +117,58 @@ def test_switching_layers_and_channels_does_not_recompute(app_test, counted):
     assert counted[-1] == ("layer2.0.conv1",)
 
 
+@pytest.mark.parametrize(
+    ("model", "plain", "words", "wrong"),
+    [
+        ("resnet_tiny", False, "output = ReLU(F(x) + shortcut)", "no ReLU"),
+        ("preact_resnet_tiny", False, "no ReLU after the sum", "ReLU(F(x) + shortcut)"),
+        ("resnet_tiny", True, "ReLU(F(x)) alone", "+ shortcut"),
+        ("preact_resnet_tiny", True, "its output is F(x) alone", "ReLU"),
+    ],
+)
+def test_block_caption_matches_the_kind_of_block(app_test, model, plain, words, wrong):
+    at = _open(app_test, model, plain=plain)
+    caption = next(c.value for c in at.caption if "F(x)" in c.value and "color scale" in c.value)
+    assert words in caption and wrong not in caption
+
+
+def test_block_comparison_says_it_shows_the_first_8_channels(app_test):
+    at = _open(app_test)
+    caption = next(c.value for c in at.caption if "color scale" in c.value)
+    assert "The channels shown above" in caption  # layer1.0: all 8 channels fit
+    at.selectbox(key=state.FEAT_LAYER).set_value("layer4.0")
+    _run(at)
+    caption = next(c.value for c in at.caption if "color scale" in c.value)
+    assert "first 8 of the 64 channels shown" in caption
+
+
+def test_channel_sliders_set_through_session_state_get_no_default(app_test, monkeypatch):
+    from streamlit.elements.lib import policies
+
+    warned: list[str] = []
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *a, **k: warned.append(msg % a))
+    at = _open(app_test)
+    at.selectbox(key=state.FEAT_LAYER).set_value("layer4.0")
+    _run(at)
+    at.slider(key=state.FEAT_RANGE).set_value((40, 63))
+    _run(at)
+    at.selectbox(key=state.FEAT_LAYER).set_value("layer1.0")  # 8 channels: the range is reset
+    _run(at)
+    assert not at.exception
+    assert at.slider(key=state.FEAT_RANGE).value == (0, 7)
+    at.radio(key=state.FEAT_CHANNEL_MODE).set_value("top-k")
+    at.selectbox(key=state.FEAT_LAYER).set_value("layer4.0")
+    _run(at)
+    at.slider(key=state.FEAT_TOPK).set_value(60)
+    _run(at)
+    at.selectbox(key=state.FEAT_LAYER).set_value("layer1.0")  # k = 60 > 8: k is reset
+    _run(at)
+    assert not at.exception
+    assert at.slider(key=state.FEAT_TOPK).value == 8
+    assert not [w for w in warned if "Session State API" in w], warned
+
+
 def test_unknown_module_is_one_sentence(app_test):
     at = _open(app_test)
     at.text_input(key=state.FEAT_MODULE).set_value("layer2.0.conv9")
