@@ -159,6 +159,7 @@ class TrainingCurves:
     eval_steps: np.ndarray
     train_error: np.ndarray
     test_error: np.ndarray
+    diverged_at: int | None = None  # the step whose loss became NaN/inf; the model stopped there
 
     @property
     def final_train_error(self) -> float:
@@ -191,6 +192,7 @@ class _Member:
     net: nn.Module
     optimizer: torch.optim.Optimizer
     history: _History = field(default_factory=_History)
+    diverged_at: int | None = None  # set when its loss became non-finite: no more updates
 
     def curves(self) -> TrainingCurves:
         h = self.history
@@ -206,6 +208,7 @@ class _Member:
             np.array(h.eval_steps, dtype=np.int64),
             np.array(h.train_error),
             np.array(h.test_error),
+            diverged_at=self.diverged_at,
         )
 
 
@@ -241,6 +244,7 @@ class TrainedModel:
             "final_test_error": c.final_test_error,
             "seconds": float(c.seconds[-1]) if len(c.seconds) else 0.0,
             "pointing_game": self.pointing_game,
+            "diverged_at_step": c.diverged_at,
             "curves": {
                 "steps": c.steps.tolist(),
                 "loss": c.loss.tolist(),
@@ -357,6 +361,8 @@ class Trainer:
         y = self.y_train[idx]
         lr = self.config.lr_at(self.step_index)
         for m in self.members:
+            if m.diverged_at is not None:
+                continue  # it stays where it diverged; the others train on
             start = time.perf_counter()
             for group in m.optimizer.param_groups:
                 group["lr"] = lr
@@ -369,18 +375,19 @@ class Trainer:
                 loss = F.cross_entropy(logits.float(), y)
             m.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            m.optimizer.step()
             wrong = (logits.argmax(1) != y).sum().float()
             count = torch.tensor(float(len(y)), device=self.device)
             stats = torch.stack([loss.detach().float() * len(y), wrong, count])
             if self.distributed:
-                torch.distributed.all_reduce(stats)
+                torch.distributed.all_reduce(stats)  # every process sees the same verdict below
             total_loss, wrong, n = stats.tolist()
             if not math.isfinite(total_loss):
-                raise TrainingDivergedError(
-                    f"{m.name} diverged (the loss became {total_loss}) at step {self.step_index + 1}; "
-                    "lower the learning rate."
-                )
+                # One diverged model must not throw away the run: mark it, keep its last finite
+                # weights (no step on a NaN gradient), and let the others go on and be saved.
+                m.diverged_at = self.step_index + 1
+                m.optimizer.zero_grad(set_to_none=True)
+                continue
+            m.optimizer.step()
             h = m.history
             h.steps.append(self.step_index + 1)
             h.loss.append(total_loss / n)
@@ -413,9 +420,14 @@ class Trainer:
             )
             m.history.test_error.append(self.error_rate(m.model, self.x_test, self.y_test))
 
+    @property
+    def diverged(self) -> list[_Member]:
+        return [m for m in self.members if m.diverged_at is not None]
+
     def run(self, callback: Callback | None = None, should_stop: Callable[[], bool] | None = None) -> None:
-        """Train to ``config.steps`` (or until ``should_stop()``), calling ``callback`` after each step."""
-        while not self.done:
+        """Train to ``config.steps`` (or until ``should_stop()``, or until every model diverged),
+        calling ``callback`` after each step."""
+        while not self.done and len(self.diverged) < len(self.members):
             if should_stop is not None and should_stop():
                 break
             self.step()
@@ -448,7 +460,7 @@ class Trainer:
 
 
 class TrainingDivergedError(ResvizError, RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite (kept for callers; :class:`Trainer` now marks the model)."""
 
 
 def train(

@@ -222,3 +222,23 @@ def test_cli_reports_an_unknown_model_in_one_line(capsys):
     assert main(["train", "--models", "resnet21", "--no-save"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Unknown model 'resnet21'") and "Traceback" not in err
+
+
+def test_a_diverging_model_is_marked_and_the_others_train_on_and_are_saved(digits, tmp_path):
+    cfg = TrainConfig(models=("plain8", "resnet8"), steps=6, eval_every=3, **TINY)
+    trainer = Trainer(cfg, digits)
+    with torch.no_grad():  # plain8 outputs NaN from the first step on: a model that diverged
+        trainer.members[0].model.fc.bias.fill_(float("nan"))
+    trainer.run()
+    plain, res = trainer.members
+    assert plain.diverged_at == 1 and res.diverged_at is None
+    assert len(res.history.loss) == 6 and np.all(np.isfinite(res.history.loss))
+    results = trainer.results()
+    assert results[0].curves.diverged_at == 1 and results[0].metadata()["diverged_at_step"] == 1
+    assert results[1].curves.diverged_at is None
+
+    # An absurd learning rate: every model diverges; the job still ends, and saves what it has.
+    job = TrainingJob(cfg.replace(lr=1e6), dataset=digits, runs_dir=tmp_path).start()
+    assert job.wait(120) and job.status == "done", job.error
+    assert all(r.curves.diverged_at is not None for r in job.results)
+    assert len(job.saved) == 2
