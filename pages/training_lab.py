@@ -27,7 +27,7 @@ WIDTH_LABELS = {
     "tiny": "tiny 4/8/16 (for a quick look)",
 }
 PRESET_LABELS = {
-    "cpu": "CPU default: digits, 300 steps (about 1.5 minutes on 2 cores)",
+    "cpu": "CPU default: digits, 300 steps (about 1 minute on 2 cores)",
     "shapes": "Shapes with masks: 400 steps, reduced widths, Grad-CAM pointing game",
     "paper": "Paper scale: CIFAR-10, 64k steps (for a GPU)",
 }
@@ -41,8 +41,15 @@ def main() -> None:
         "and watch; the trained models are saved and can be picked in the sidebar on every page."
     )
     from resviz.errors import ResvizError
+    from resviz.training import running_job
 
     job = st.session_state.get(state.TRAIN_JOB)
+    other = running_job()
+    if other is not None and other is not job and (job is None or not job.running):
+        # One run at a time per process (the CPU): a run started elsewhere, or before a reload, is
+        # shown here with its progress and its Stop button, not left training unseen.
+        st.session_state[state.TRAIN_JOB] = job = other
+        st.info("A run is already going (started in another tab or before a reload); its progress is below.")
     running = job is not None and job.running
     st.session_state[state.TRAIN_LIVE] = running
     try:
@@ -97,6 +104,7 @@ def _apply_preset() -> None:
     st.session_state[state.TRAIN_STEPS] = cfg.steps
     st.session_state[state.TRAIN_LR] = cfg.lr
     st.session_state[state.TRAIN_DOWNLOAD] = cfg.download
+    st.session_state.pop(state.TRAIN_SIZE, None)  # back to the dataset's own default size
 
 
 def _settings(running: bool) -> bool:
@@ -124,6 +132,9 @@ def _settings(running: bool) -> bool:
             folder = None
             if dataset == "folder":
                 folder = st.text_input("Image folder (one sub-folder per class)", key=state.TRAIN_FOLDER)
+            if dataset in ("shapes", "folder"):
+                st.session_state.setdefault(state.TRAIN_SIZE, 16 if dataset == "shapes" else 32)
+                st.selectbox("Image size", [16, 32], key=state.TRAIN_SIZE, disabled=running)
             if dataset in ("cifar10", "mnist"):
                 st.checkbox("Download if absent (needs internet)", key=state.TRAIN_DOWNLOAD, disabled=running)
         with c2:
@@ -177,6 +188,7 @@ def _config():
         seed=int(ss.get(state.TRAIN_SEED, 0)),
         eval_every=max(1, steps // 20),
         data_root=ss.get(state.TRAIN_FOLDER) if dataset == "folder" else None,
+        size=int(ss.get(state.TRAIN_SIZE, 16)) if dataset in ("shapes", "folder") else None,
         download=bool(ss.get(state.TRAIN_DOWNLOAD)) and dataset in ("cifar10", "mnist"),
         device=ss.get(state.DEVICE, "auto"),
     )
@@ -187,15 +199,19 @@ def _start() -> None:
     from resviz.device import configure_cpu_threads
     from resviz.errors import ResvizError
     from resviz.runs import default_runs_dir
-    from resviz.training import TrainingJob
+    from resviz.training import JobRunningError, start_job
 
     try:
         config = _config()
+        configure_cpu_threads()
+        st.session_state[state.TRAIN_JOB] = start_job(config, runs_dir=default_runs_dir())
+    except JobRunningError as exc:
+        st.session_state[state.TRAIN_JOB] = exc.job  # show that run, with its Stop button
+        st.session_state[state.TRAIN_START_ERROR] = str(exc)
+        return
     except ResvizError as exc:
         st.session_state[state.TRAIN_START_ERROR] = str(exc)
         return
-    configure_cpu_threads()
-    st.session_state[state.TRAIN_JOB] = TrainingJob(config, runs_dir=default_runs_dir()).start()
     st.session_state[state.TRAIN_LIVE] = True
 
 
@@ -206,6 +222,7 @@ def _live(running: bool) -> None:
         from resviz.training import PAPER_CIFAR10_TEST_ERROR
 
         job = st.session_state[state.TRAIN_JOB]
+        job.heartbeat()  # a job nobody polls for a minute (a closed tab) stops and saves
         if job.finished and st.session_state.get(state.TRAIN_LIVE):
             st.session_state[state.TRAIN_LIVE] = False
             st.rerun()  # the whole page: the buttons and the results depend on the job's end
@@ -215,6 +232,8 @@ def _live(running: bool) -> None:
         st.progress(job.progress, text=text)
         if job.error:
             st.error(job.error)
+        if job.abandoned:
+            st.warning("This run stopped because no page watched it for a minute; what was trained is saved.")
         chart, paper = st.columns([5, 2])
         with chart:
             metric = st.selectbox("Curve", list(METRICS), key=state.TRAIN_METRIC, format_func=METRICS.get)
@@ -234,7 +253,7 @@ def _live(running: bool) -> None:
 
 def _results(job) -> None:
     from resviz.plots.training import final_errors_figure, pointing_game_figure
-    from resviz.training import summary_rows
+    from resviz.training import curve_rows, summary_rows
 
     if not job.results:
         return
@@ -242,6 +261,12 @@ def _results(job) -> None:
     if job.status == "stopped":
         st.info(f"Stopped after {job.step} of {job.config.steps} steps; what was trained is kept.")
     curves = {r.name: r.curves for r in job.results}
+    if diverged := {n: c.diverged_at for n, c in curves.items() if c.diverged_at is not None}:
+        st.warning(
+            "Diverged (the loss became NaN or infinite), then left at its last finite weights: "
+            + ", ".join(f"{n} at step {s}" for n, s in diverged.items())
+            + ". Try a lower learning rate."
+        )
     left, right = st.columns(2)
     with left:
         st.dataframe(summary_rows(curves), hide_index=True)
@@ -254,6 +279,17 @@ def _results(job) -> None:
                 "Share of held-out shapes whose Grad-CAM peak (last stage, true class) falls inside the "
                 "object's mask."
             )
+    from resviz.export import to_csv
+
+    st.download_button(
+        "Training curves (CSV)",
+        to_csv(curve_rows(curves)),
+        file_name="training_curves.csv",
+        mime="text/csv",
+        key=state.TRAIN_CSV,
+        on_click="ignore",
+        icon=":material/download:",
+    )
     if job.saved:
         st.success(
             f"Saved {len(job.saved)} trained model(s) under {job.saved[0].parent}. Pick "

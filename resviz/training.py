@@ -639,11 +639,28 @@ class TrainingJob:
         self.saved: list[Path] = []
         self.started_at = 0.0
         self.elapsed = 0.0
+        self.heartbeat_timeout = HEARTBEAT_TIMEOUT
+        self.abandoned = False  # stopped because nobody polled it for heartbeat_timeout seconds
+        self._beat = time.monotonic()
 
     def start(self) -> TrainingJob:
         self.started_at = time.perf_counter()
+        self.heartbeat()
         self._thread.start()
         return self
+
+    def heartbeat(self) -> None:
+        """Say someone is still watching; a job nobody watches for ``heartbeat_timeout`` s stops."""
+        self._beat = time.monotonic()
+
+    def _should_stop(self) -> bool:
+        if self._stop.is_set():
+            return True
+        if time.monotonic() - self._beat > self.heartbeat_timeout:
+            self.abandoned = True
+            self._stop.set()
+            return True
+        return False
 
     def stop(self) -> None:
         """Ask the thread to stop after the current step; what was trained is kept and saved."""
@@ -685,7 +702,7 @@ class TrainingJob:
             self.status = "loading"
             trainer = Trainer(self.config, self._dataset)
             self.status = "training"
-            trainer.run(self._publish, self._stop.is_set)
+            trainer.run(self._publish, self._should_stop)
             self._publish(trainer)
             with self._lock:
                 self._curves = trainer.curves()
@@ -711,6 +728,91 @@ class TrainingJob:
             self.status = "failed"
         finally:
             self.elapsed = time.perf_counter() - self.started_at
+
+
+# One job at a time per process on the CPU: two would halve each other's speed, and a job started
+# by a session that reloaded would otherwise train on, unseen, beside the new one.
+HEARTBEAT_TIMEOUT = 60.0  # seconds without a heartbeat after which a job stops (and saves)
+_JOBS: list[TrainingJob] = []
+_JOBS_LOCK = threading.Lock()
+
+
+class JobRunningError(ResvizError):
+    """A training job is already running in this process on the CPU."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        super().__init__(
+            f"A run is already going (step {job.step} of {job.config.steps}); stop it or wait for it."
+        )
+        self.job = job
+
+
+def running_job() -> TrainingJob | None:
+    """The job running in this process, if any (the newest when several run on GPUs)."""
+    with _JOBS_LOCK:
+        _JOBS[:] = [j for j in _JOBS if j.running]
+        return _JOBS[-1] if _JOBS else None
+
+
+def start_job(
+    config: TrainConfig,
+    *,
+    dataset: ImageDataset | None = None,
+    runs_dir: str | Path | None = None,
+    pointing_game: bool = True,
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+) -> TrainingJob:
+    """Start a :class:`TrainingJob` in the process-wide registry.
+
+    Raises:
+        JobRunningError: a job already runs on the CPU and this one would too (it carries that job).
+    """
+    with _JOBS_LOCK:
+        _JOBS[:] = [j for j in _JOBS if j.running]
+        on_cpu = resolve_device(config.device).type == "cpu"
+        busy = [j for j in _JOBS if on_cpu or resolve_device(j.config.device).type == "cpu"]
+        if busy:
+            raise JobRunningError(busy[-1])
+        job = TrainingJob(config, dataset=dataset, runs_dir=runs_dir, pointing_game=pointing_game)
+        job.heartbeat_timeout = heartbeat_timeout
+        _JOBS.append(job.start())
+        return job
+
+
+def curve_rows(curves: Mapping[str, TrainingCurves] | Sequence[TrainingCurves]) -> list[dict[str, object]]:
+    """Long format for a CSV: per model, one row per step (loss, mini-batch error, seconds) and one
+    per evaluation (training and held-out error); empty cells where a row has no such value."""
+    items = curves.values() if isinstance(curves, Mapping) else curves
+    rows: list[dict[str, object]] = []
+    for c in items:
+        base = {"model": c.name, "kind": "plain" if c.plain else "residual", "depth": c.depth}
+        for i, step in enumerate(c.steps):
+            rows.append(
+                {
+                    **base,
+                    "row": "step",
+                    "step": int(step),
+                    "loss": float(c.loss[i]),
+                    "batch_error": float(c.batch_error[i]),
+                    "seconds": float(c.seconds[i]),
+                    "train_error": None,
+                    "test_error": None,
+                }
+            )
+        for i, step in enumerate(c.eval_steps):
+            rows.append(
+                {
+                    **base,
+                    "row": "evaluation",
+                    "step": int(step),
+                    "loss": None,
+                    "batch_error": None,
+                    "seconds": None,
+                    "train_error": float(c.train_error[i]),
+                    "test_error": float(c.test_error[i]),
+                }
+            )
+    return rows
 
 
 def summary_rows(curves: Mapping[str, TrainingCurves] | Sequence[TrainingCurves]) -> list[dict[str, object]]:

@@ -242,3 +242,30 @@ def test_a_diverging_model_is_marked_and_the_others_train_on_and_are_saved(digit
     assert job.wait(120) and job.status == "done", job.error
     assert all(r.curves.diverged_at is not None for r in job.results)
     assert len(job.saved) == 2
+
+
+def test_one_job_at_a_time_on_the_cpu_and_an_unwatched_job_stops(digits, tmp_path):
+    import time
+
+    from resviz.training import JobRunningError, running_job, start_job
+
+    cfg = TrainConfig(models=("resnet8",), steps=100_000, eval_every=50, **TINY)
+    job = start_job(cfg, dataset=digits, runs_dir=tmp_path, heartbeat_timeout=2.0)
+    try:
+        assert running_job() is job
+        with pytest.raises(JobRunningError, match="already going") as caught:
+            start_job(cfg, dataset=digits)
+        assert caught.value.job is job
+        # Nobody calls job.heartbeat(): after 2 s it stops by itself and saves what it trained.
+        assert job.wait(60) and job.status == "stopped" and job.abandoned
+        assert job.step > 0 and len(job.saved) == 1
+        assert running_job() is None
+    finally:
+        job.stop()
+        job.wait(60)
+    kept = start_job(cfg.replace(steps=3), dataset=digits, heartbeat_timeout=2.0)  # free again
+    start = time.monotonic()
+    while kept.running and time.monotonic() - start < 30:
+        kept.heartbeat()
+        time.sleep(0.05)
+    assert kept.status == "done" and not kept.abandoned

@@ -104,3 +104,5 @@ TRAIN_CURVES_CHART = "train_curves_chart"  # plotly chart of the live curves
 TRAIN_FINAL_CHART = "train_final_chart"  # plotly chart: final training error per model
 TRAIN_POINTING_CHART = "train_pointing_chart"  # plotly chart: Grad-CAM pointing game per model
 TRAIN_START_ERROR = "train_start_error"  # a sentence from the start button's callback, shown once
+TRAIN_CSV = "train_csv"  # download button: per-step and per-evaluation curves of every model
+TRAIN_SIZE = "train_size"  # selectbox: image side (16 or 32) for shapes / folder

@@ -160,3 +160,34 @@ def test_shapes_run_scores_the_pointing_game(lab):
     assert any("pointing game" in t for t in titles)
     job = at.session_state["train_job"]
     assert all(0.0 <= r.pointing_game <= 1.0 for r in job.results)
+
+
+def test_curves_download_as_csv(lab):
+    at = _tiny(lab, 4)
+    at.button(key="train_start").click().run()
+    at = _wait(at)
+    button = next(b for b in at.get("download_button") if b.proto.label == "Training curves (CSV)")
+    assert button is not None and not at.exception
+    from resviz.training import curve_rows
+
+    rows = curve_rows({r.name: r.curves for r in at.session_state["train_job"].results})
+    assert {r["row"] for r in rows} == {"step", "evaluation"} and len(
+        [r for r in rows if r["row"] == "step"]
+    ) == 8
+
+
+def test_a_second_session_sees_the_running_job_and_can_stop_it(runs_dir, app_test, open_page):
+    first = _tiny(app_test.switch_page(PAGE).run(), 100_000)
+    first.button(key="train_start").click().run()
+    job = first.session_state["train_job"]
+    try:
+        second = open_page(PAGE)  # a reload: a new session, the old job still training
+        assert not second.exception
+        assert any("already going" in i.value for i in second.info)
+        assert second.session_state["train_job"] is job
+        assert not second.button(key="train_stop").disabled
+        second.button(key="train_stop").click().run()
+        assert job.wait(60) and job.status == "stopped"
+    finally:
+        job.stop()
+        job.wait(60)
