@@ -119,9 +119,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
 
 
-# Measured here (bench/bench_training.py, 1 thread of a 2-core machine, seeds 0 and 1): plain-56 ends
-# at 29.4% and 30.3% training error while plain-20, ResNet-20 and ResNet-56 reach 0.0%, in 85 s and
-# 82 s for all four models.
+# Measured here (bench/bench_training.py, seeds 0 and 1): plain-56 ends at 29.4% and 30.3% training
+# error while plain-20, ResNet-20 and ResNet-56 reach 0.0%; all four models take about 1 minute on
+# 2 cores (54-56 s with 2 threads on a quiet machine, 82-85 s with 1 thread under load).
 CPU_DEFAULT = TrainConfig()
 # The shapes at 16x16 with narrower stages, measured the same way: plain-56 78.2% / 76.4% training
 # error, plain-20 37.7% / 27.6%, ResNet-20 0.0% / 0.0%, ResNet-56 0.1% / 0.2%, in 172 s / 185 s.

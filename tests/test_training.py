@@ -269,3 +269,24 @@ def test_one_job_at_a_time_on_the_cpu_and_an_unwatched_job_stops(digits, tmp_pat
         kept.heartbeat()
         time.sleep(0.05)
     assert kept.status == "done" and not kept.abandoned
+
+
+def test_cli_data_picks_its_preset_and_bad_numbers_are_usage_errors(capsys):
+    import argparse
+
+    from resviz.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.add_arguments(parser)
+    cfg = train_cmd.build_config(parser.parse_args(["--data", "shapes", "--size", "32"]))
+    assert (cfg.lr, cfg.widths, cfg.steps, cfg.size) == (0.05, (8, 16, 32), 400, 32)  # the shapes preset
+    assert train_cmd.build_config(parser.parse_args(["--data", "mnist"])).lr == 0.02  # no preset: cpu
+    assert train_cmd.build_config(parser.parse_args(["--widths", "4, 8,8"])).widths == (4, 8, 8)
+    from resviz.cli import main
+
+    for bad in (["--widths", "8,x"], ["--steps", "0"], ["--size", "24"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", *bad, "--no-save"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "error:" in err

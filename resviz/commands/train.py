@@ -26,17 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default="cpu",
-        help="starting configuration (cpu: digits in ~1.5 min; paper: CIFAR-10 on a GPU)",
+        help="starting configuration (cpu: digits in about 1 minute on 2 cores; shapes; paper: CIFAR-10 "
+        "on a GPU); default: the preset of --data if it has one, else cpu",
     )
     parser.add_argument("--data", choices=sorted(DATASETS), help="dataset (default: the preset's)")
     parser.add_argument("--data-root", help="the folder for --data folder; where CIFAR-10/MNIST live")
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10/MNIST")
     parser.add_argument("--models", help="comma-separated names, e.g. plain20,plain56,resnet20,resnet56")
-    parser.add_argument("--steps", type=int, help="SGD steps")
-    parser.add_argument("--batch-size", type=int, help="global batch (split over processes)")
+    parser.add_argument("--size", type=int, choices=(16, 32), help="image side for --data shapes or folder")
+    parser.add_argument("--steps", type=_positive, help="SGD steps")
+    parser.add_argument("--batch-size", type=_positive, help="global batch (split over processes)")
     parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--widths", help="stage widths, e.g. 8,16,32 (default: the preset's)")
+    parser.add_argument("--widths", type=_widths, help="stage widths, e.g. 8,16,32 (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, help="steps between evaluations")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
@@ -46,11 +47,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(_positive(w.strip()) for w in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"give positive whole numbers like 8,16,32, not {text!r}") from None
+
+
 def build_config(args: argparse.Namespace):
-    """The preset with the command line's overrides."""
+    """The preset (by default the one named like --data, else cpu) with the command line's overrides."""
     from resviz.training import PRESETS
 
-    cfg = PRESETS[args.preset]
+    preset = args.preset or next(
+        (name for name, c in PRESETS.items() if args.data and c.dataset == args.data), "cpu"
+    )
+    cfg = PRESETS[preset]
     changes: dict[str, object] = {"seed": args.seed, "device": args.device}
     if args.data:
         changes["dataset"] = args.data
@@ -60,6 +81,8 @@ def build_config(args: argparse.Namespace):
         changes["download"] = True
     if args.models:
         changes["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if args.size:
+        changes["size"] = args.size
     if args.steps:
         changes["steps"] = args.steps
         changes["eval_every"] = max(1, args.steps // 20)
@@ -68,7 +91,7 @@ def build_config(args: argparse.Namespace):
     if args.lr:
         changes["lr"] = args.lr
     if args.widths:
-        changes["widths"] = tuple(int(w) for w in args.widths.split(","))
+        changes["widths"] = args.widths
     if args.eval_every:
         changes["eval_every"] = args.eval_every
     return cfg.replace(**changes)
