@@ -110,16 +110,21 @@ def _channels(num: int) -> list[int]:
 
 
 def _clicked_channel(shown: list[int]) -> int | None:
-    """The channel of a tile clicked in the grid on the previous run, once per click."""
+    """The channel of a tile clicked in the grid on the previous run, once per click.
+
+    A click selects one of the grid's invisible tile markers (trace 1, one per shown channel in
+    order); the selection persists across reruns, so only a new one overrides the selectbox.
+    """
     event = st.session_state.get(state.FEAT_GRID)
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    selection = event.get("selection") if hasattr(event, "get") else None
+    points = (selection.get("points") if hasattr(selection, "get") else None) or []
     for p in points:
-        z = p.get("z")
-        if p.get("curve_number") == 1 and isinstance(z, int | float) and 0 <= int(z) < len(shown):
-            key = (tuple(shown), int(z))
+        i = p.get("point_index", p.get("point_number"))
+        if p.get("curve_number") == 1 and isinstance(i, int) and 0 <= i < len(shown):
+            key = (tuple(shown), i)
             if st.session_state.get(state.FEAT_GRID_CLICK) != key:
                 st.session_state[state.FEAT_GRID_CLICK] = key
-                return shown[int(z)]
+                return shown[i]
     return None
 
 

@@ -195,7 +195,13 @@ def test_grid_figure_is_one_heatmap_with_channel_hover():
     fig = grid_figure(maps, range(10, 42))
     heat, tiles, labels = fig.data
     assert heat.type == "heatmap" and heat.z.dtype == np.uint8
-    assert tiles.text[0][0] == "channel 10" and "%{text}" in tiles.hovertemplate
+    assert tiles.text[0] == "channel 10" and "%{text}" in tiles.hovertemplate
+    # Clickable: plotly selects scatter points on click, never heatmap cells. One invisible
+    # marker per tile centre, in the order of the channels, so a point index is a channel.
+    assert tiles.type == "scatter" and tiles.mode == "markers" and tiles.marker.opacity == 0
+    assert len(tiles.x) == 32 and tiles.text[31] == "channel 41"
+    h = 56 + 1  # tile plus padding
+    assert (tiles.x[0], tiles.y[0]) == (27.5, 27.5) and tiles.x[1] == 27.5 + h
     assert list(labels.text) == [str(c) for c in range(10, 42)]
     assert len(fig.to_json()) < 400_000  # one mosaic, not 32 subplots
 

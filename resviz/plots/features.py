@@ -2,7 +2,7 @@
 
 Many channels are tiled into *one* uint8 mosaic shown as a single heatmap: for 64 maps of 56x56 that
 is about 10 ms and 0.4 MB of JSON, against about 350 ms and 1.2 MB for 64 heatmap subplots. The
-channel number under the pointer comes from a second, transparent heatmap with one cell per tile
+channel number under the pointer (and a click) comes from an invisible marker at each tile's centre
 (a few hundred bytes), not from a per-pixel ``customdata`` array that would double the payload.
 Value 255 of the mosaic is the white padding between tiles; data use 0..254 on a shared scale.
 """
@@ -132,35 +132,33 @@ def mosaic_figure(
             name="maps",
         )
     )
-    # One transparent cell per tile: hover (and click) report the tile, not the pixel.
+    # One invisible marker per tile centre: hover and click report the tile, not the pixel. A
+    # scatter, not a heatmap: plotly's click-to-select skips heatmap traces (no selectPoints).
+    # With no hover cut-off the nearest centre wins, i.e. the tile under the pointer.
     n = mosaic.rows * mosaic.cols
-    index = np.arange(n, dtype=float)
-    index[[i for i, s in enumerate(mosaic.labels) if not s]] = np.nan
-    text = np.asarray([f"{hover_prefix}{s}" if s else "" for s in mosaic.labels], dtype=object)
-    custom = np.full(n, np.nan)
-    if tile_values is not None:
-        custom[: len(tile_values)] = tile_values
+    r, c = np.divmod(np.arange(n), mosaic.cols)
+    show = [i for i, s in enumerate(mosaic.labels) if s]
     hover = "%{text}"
+    custom = None
     if tile_values is not None:
+        custom = np.asarray(tile_values, dtype=float)[: len(show)].tolist()
         hover += "<br>mean %{customdata:.3g}"
+    invisible = dict(marker=dict(opacity=0))
     fig.add_trace(
-        go.Heatmap(
-            z=index.reshape(mosaic.rows, mosaic.cols),
-            x0=(step_x - 1) / 2,
-            dx=step_x,
-            y0=(step_y - 1) / 2,
-            dy=step_y,
-            text=text.reshape(mosaic.rows, mosaic.cols),
-            customdata=custom.reshape(mosaic.rows, mosaic.cols),
-            colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
-            showscale=False,
-            hoverongaps=False,
+        go.Scatter(
+            x=(c[show] * step_x + (w - 1) / 2).tolist(),
+            y=(r[show] * step_y + (h - 1) / 2).tolist(),
+            text=[f"{hover_prefix}{mosaic.labels[i]}" for i in show],
+            customdata=custom,
+            mode="markers",
+            marker=dict(size=max(8, min(60, 600 // max(mosaic.cols, 1))), opacity=0, color="black"),
+            selected=invisible,
+            unselected=invisible,
             hovertemplate=hover + "<extra></extra>",
+            showlegend=False,
             name="tiles",
         )
     )
-    r, c = np.divmod(np.arange(n), mosaic.cols)
-    show = [i for i, s in enumerate(mosaic.labels) if s]
     fig.add_trace(
         go.Scatter(
             x=(c[show] * step_x).tolist(),
@@ -184,9 +182,13 @@ def mosaic_figure(
         height=int(min(1000, max(260, 720 * aspect + (60 if title else 30)))),
         margin=dict(l=10, r=10, t=50 if (title or column_titles) else 20, b=10),
         plot_bgcolor="white",
+        hoverdistance=-1,
+        hovermode="closest",
     )
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    # Fixed ranges: autorange would pad for the (invisible) markers and shrink the mosaic.
+    height, width = mosaic.z.shape
+    fig.update_xaxes(visible=False, constrain="domain", range=[-0.5, width - 0.5])
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain")
     return fig
 
 
