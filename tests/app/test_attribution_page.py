@@ -96,6 +96,37 @@ def test_upload_one_good_and_one_bad_file(app_test, counted, monkeypatch):
     assert counted[-1] == "gradcam" and len(counted) <= 3
 
 
+def _bomb_header() -> bytes:
+    """A valid 8x8 PNG whose header claims 10000 x 5000 pixels (checked before any decoding)."""
+    import struct
+    import zlib
+
+    data = bytearray(_png((8, 8)))
+    i = data.index(b"IHDR")
+    data[i + 4 : i + 12] = struct.pack(">II", 10_000, 5_000)
+    data[i + 17 : i + 21] = struct.pack(">I", zlib.crc32(bytes(data[i : i + 17])))
+    return bytes(data)
+
+
+BAD_FILES = {
+    "empty.jpg": (b"", "empty"),
+    "cut.png": (_png((64, 64))[:300], "truncated"),
+    "bomb.png": (_bomb_header(), "megapixels"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_every_bad_file_is_a_sentence_and_the_sample_still_explained(app_test, monkeypatch, name):
+    data, words = BAD_FILES[name]
+    at = _open(app_test, monkeypatch)
+    at.file_uploader[0].upload(name, data, "image/png").run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and name in errors[0] and words in errors[0]
+    assert errors[0].count(". ") == 0 and errors[0].endswith(".")  # one sentence
+    assert len(_figures(at, "attribution_overlay")) == 1  # the sample is still explained
+
+
 def test_every_method_through_the_page(app_test, monkeypatch):
     at = _open(app_test, monkeypatch)
     for method in ("guided_gradcam", "integrated_gradients", "occlusion"):
