@@ -40,6 +40,13 @@ def _attribution(
     return attribute_images(_loaded, _images, method, layer=layer, target=target, **dict(options))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _view(digest: str, preprocessing_key: str, _preprocessing, _image):
+    """``(H, W, 3)`` uint8: one image as the network sees it (resize + crop of a big photo costs
+    up to ~0.2 s, so an opacity or colormap change must not redo it)."""
+    return _preprocessing.array([_image])[0]
+
+
 @st.cache_resource(show_spinner="Building the plain twin…", max_entries=2)
 def _twin(model_key: str, _model):
     """The residual<->plain twin of the cached model, sharing its weights."""
@@ -315,7 +322,8 @@ def main() -> None:
                 loaded,
                 pils,
             )
-        views = loaded.preprocessing.array(pils)
+        prep = loaded.preprocessing
+        views = [_view(im.digest, repr(prep), prep, im.image) for im in images]
         _show_results(result, images, views, opacity, colormap, choice.name)
         _comparison(loaded, model_key, images, views, result, choices, opacity, colormap, options)
     except ResvizError as exc:

@@ -1,12 +1,16 @@
 """The image picker shared by every page that takes images: samples plus uploads.
 
-Streamlit forgets an upload (and every widget's value) when the user leaves the page, so decoded
-uploads are kept under :data:`ui.state.IMAGES` (shared by the image pages: upload once, use on
-each) and the picked names under a key of the calling page. A bad file gets one ``st.error``
-sentence; the good files next to it are used.
+Streamlit forgets an upload (and every widget's value) when the user leaves the page, so the
+uploaded *bytes* are kept under :data:`ui.state.IMAGE_UPLOADS` (shared by the image pages: upload
+once, use on each) and the picked names under a key of the calling page. Pixels are decoded through
+a small cache keyed by the bytes' digest: a session holds at most the compressed files, not up to
+8 decoded 40-megapixel images. A bad file gets one ``st.error`` sentence; the good files next to it
+are used.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import streamlit as st
 
@@ -16,13 +20,38 @@ from resviz.images import (
     UPLOAD_TYPES,
     LoadedImage,
     decode_image,
+    digest_bytes,
     load_sample,
     sample_images,
 )
 from ui import state
 
-MAX_KEPT_UPLOADS = 8  # decoded uploads kept per session; the oldest goes first
+MAX_KEPT_UPLOADS = 8  # uploaded files kept per session; the oldest goes first
 UPLOAD_MARK = "⬆ "  # prefix that tells uploads from samples in the list
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file as kept in session state: its bytes, not its pixels."""
+
+    name: str
+    digest: str
+    data: bytes = field(repr=False, compare=False)
+
+
+@st.cache_resource(show_spinner=False, max_entries=MAX_KEPT_UPLOADS, ttl=3600)
+def _decoded(digest: str, name: str, _data: bytes) -> LoadedImage:
+    """The decoded upload, shared read-only by every session that uploaded the same bytes.
+
+    Keyed by the digest (and the name, which the notes and errors quote): a rerun, an opacity
+    change or a page switch decodes nothing again. ImageError is raised, never cached.
+    """
+    return decode_image(_data, name)
+
+
+def decoded(upload: Upload) -> LoadedImage:
+    """The pixels of a kept upload (decoded again only if the cache let them go)."""
+    return _decoded(upload.digest, upload.name, upload.data)
 
 
 def picker_keys(key_prefix: str) -> dict[str, str]:
@@ -35,9 +64,9 @@ def picker_keys(key_prefix: str) -> dict[str, str]:
     }
 
 
-def _labelled(images: list[LoadedImage]) -> dict[str, LoadedImage]:
+def _labelled(images: list[Upload]) -> dict[str, Upload]:
     """Uploads by list label, oldest first; two files of the same name are told apart by digest."""
-    out: dict[str, LoadedImage] = {}
+    out: dict[str, Upload] = {}
     for image in images:
         label = f"{UPLOAD_MARK}{image.name}"
         out[label if label not in out else f"{label} ({image.digest[:6]})"] = image
@@ -56,7 +85,7 @@ def image_picker(
         default: the sample picked on first visit.
     """
     keys = picker_keys(key_prefix)
-    kept: list[LoadedImage] = st.session_state.setdefault(state.IMAGES, [])
+    kept: list[Upload] = st.session_state.setdefault(state.IMAGE_UPLOADS, [])
     seen: dict[str, tuple[str, str]] = st.session_state.setdefault(keys["seen"], {})
     uploaded = st.file_uploader(
         "Upload image files" if multiple else "Upload an image file",
@@ -70,17 +99,18 @@ def image_picker(
     new_labels = []  # digests of files decoded on this run
     for f in files:
         outcome = seen.get(f.file_id)
-        if outcome is None:  # decode each upload once, not on every rerun
+        if outcome is None:  # check each upload once, not on every rerun
+            upload = Upload(f.name, digest_bytes(f.getvalue()), f.getvalue())
             try:
-                image = decode_image(f.getvalue(), f.name)
+                decoded(upload)
             except ImageError as exc:
                 outcome = ("error", str(exc))
             else:
-                if all(im.digest != image.digest for im in kept):
-                    kept.append(image)
+                if all(up.digest != upload.digest for up in kept):
+                    kept.append(upload)
                     del kept[:-MAX_KEPT_UPLOADS]
-                outcome = ("ok", image.digest)
-                new_labels.append(image.digest)
+                outcome = ("ok", upload.digest)
+                new_labels.append(upload.digest)
             seen[f.file_id] = outcome
         if outcome[0] == "error":
             st.error(outcome[1])
@@ -108,7 +138,7 @@ def image_picker(
 
     images = []
     for lab in chosen:
-        image = uploads[lab] if lab in uploads else load_sample(lab)
+        image = decoded(uploads[lab]) if lab in uploads else load_sample(lab)
         if image.notes:
             st.caption(f"{image.name}: {'; '.join(image.notes)}.")
         images.append(image)

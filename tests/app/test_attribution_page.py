@@ -85,6 +85,63 @@ def test_opacity_and_colormap_do_not_recompute(app_test, counted, monkeypatch):
     assert any("class 3" in m.value for m in at.markdown)
 
 
+def test_opacity_change_does_not_redo_the_networks_view_or_decode(app_test, monkeypatch):
+    import resviz.images
+    from resviz.preprocessing import Preprocessing
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = _open(app_test, monkeypatch)
+    at.file_uploader[0].upload("photo.png", _png((300, 200)), "image/png").run()
+    assert not at.exception and not at.error
+    work: list[str] = []
+    real_array, real_decode = Preprocessing.array, resviz.images.decode_image
+    monkeypatch.setattr(
+        Preprocessing, "array", lambda self, ims: work.append("view") or real_array(self, ims)
+    )
+    monkeypatch.setattr(
+        resviz.images, "decode_image", lambda *a, **k: work.append("decode") or real_decode(*a, **k)
+    )
+    import ui.images
+
+    monkeypatch.setattr(ui.images, "decode_image", resviz.images.decode_image)
+    for opacity in (0.9, 0.3):
+        at.slider(key=state.ATTR_OPACITY).set_value(opacity).run()
+    at.selectbox(key=state.ATTR_COLORMAP).set_value("Viridis").run()
+    assert not at.exception and not at.error
+    assert len(_figures(at, "attribution_overlay")) == 2
+    assert work == []  # the views and the decoded upload came from their caches
+
+
+def test_session_state_keeps_upload_bytes_not_decoded_pixels(app_test, monkeypatch):
+    from PIL import Image as PILImage
+
+    from resviz.images import LoadedImage
+    from ui.images import Upload
+
+    at = _open(app_test, monkeypatch)
+    data = _png((300, 200))
+    at.file_uploader[0].upload("photo.png", data, "image/png").run()
+    assert not at.exception and not at.error
+    kept = at.session_state[state.IMAGE_UPLOADS]
+    assert [(u.name, u.data) for u in kept] == [("photo.png", data)] and isinstance(kept[0], Upload)
+
+    def pixels(value, depth=0):
+        if isinstance(value, PILImage.Image | LoadedImage | np.ndarray):
+            return True
+        if depth < 3 and isinstance(value, list | tuple | dict):
+            items = value.values() if isinstance(value, dict) else value
+            return any(pixels(v, depth + 1) for v in items)
+        return False
+
+    held = [k for k in at.session_state if pixels(at.session_state[k])]
+    assert held == []
+    # Shared by both image pages and kept across a page switch.
+    at.switch_page("pages/feature_maps.py").run()
+    assert not at.exception
+    assert "⬆ photo.png" in at.selectbox(key="feat_img_images_pick").options
+
+
 def test_upload_one_good_and_one_bad_file(app_test, counted, monkeypatch):
     at = _open(app_test, monkeypatch)
     at.file_uploader[0].upload("photo.png", _png(), "image/png").run()
