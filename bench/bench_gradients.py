@@ -6,7 +6,7 @@ Prints, for a 56-layer CIFAR twin pair at batch 32 (32x32 inputs, BatchNorm, Kai
 - seconds for :func:`twin_profile` of the pair, with and without the shortcut/branch split;
 - the overhead ratio: the analysis of one model over a bare ``loss.backward()`` of the same model on
   the same batch (median of several repeats; 1.0 would be free);
-- the first/last conv gradient-norm ratios of a depth sweep, with and without BatchNorm, so the
+- the first/last block-output gradient-norm ratios of a depth sweep, with and without BatchNorm, so the
   figures quoted in the issue can be re-measured.
 
     OMP_NUM_THREADS=2 python bench/bench_gradients.py
@@ -123,7 +123,8 @@ def main() -> int:
         for bn in (True, False):
             sweep = depth_sweep(depths, TwinSettings(batchnorm=bn), batch, device=device)
             print(
-                f"depth sweep, BatchNorm {'on' if bn else 'off'} (first/last conv gradient-norm ratio; loss):"
+                f"depth sweep, BatchNorm {'on' if bn else 'off'} "
+                "(gradient norm at the first block's output / at the last's; loss):"
             )
             for i, d in enumerate(sweep.depths):
                 print(

@@ -13,7 +13,9 @@ DEVICE_WIDGET = "device_widget"  # the device selectbox
 DEVICE = "device"  # "auto" | "cuda" | "mps" | "cpu", kept even on runs that skip the widget
 
 # --- shared: images (Feature Maps and Attribution) ---
-IMAGES = "images"  # list of resviz.images.LoadedImage the user picked or uploaded
+# Uploaded files as bytes (ui.images.Upload: name, digest, bytes); decoded through a digest-keyed
+# cache, so no session holds full-resolution pixels.
+IMAGE_UPLOADS = "image_uploads"
 
 # --- Architecture page ---
 ARCH_PREFIX = "arch_"
@@ -32,9 +34,6 @@ FEAT_GRID_CLICK = "feat_grid_click"  # the last click handled, so a stale one do
 FEAT_ALLOW_LARGE = "feat_allow_large"  # checkbox: go ahead with a capture over the memory warning
 FEAT_DOWNLOAD_PNG = "feat_download_png"
 FEAT_DOWNLOAD_NPZ = "feat_download_npz"
-# Uploaded files as bytes (ui.images.Upload: name, digest, bytes), shared with Attribution; decoded
-# through a digest-keyed cache, so no session holds full-resolution pixels. Supersedes IMAGES.
-IMAGE_UPLOADS = "image_uploads"
 
 # --- Gradient Flow page ---
 GRAD_PREFIX = "grad_"

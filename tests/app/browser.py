@@ -124,3 +124,17 @@ def wait_idle(page, timeout: float = 120.0) -> None:
 def exceptions_on(page) -> list[str]:
     """Texts of Streamlit exception boxes on the page (each one is a bug)."""
     return page.locator('[data-testid="stException"]').all_inner_texts()
+
+
+def wait_count(page, selector: str, at_least: int, timeout: float = 120.0) -> int:
+    """Wait until ``selector`` matches ``at_least`` elements; return how many it matches.
+
+    Plotly charts are drawn by a lazily loaded plotly.js: on a slow machine the script can be
+    done (``wait_idle``) well before the charts exist, so count them only once they can be there.
+    """
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length >= n",
+        arg=[selector, at_least],
+        timeout=timeout * 1000,
+    )
+    return page.locator(selector).count()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app.browser import exceptions_on, wait_idle
+from tests.app.browser import exceptions_on, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -28,10 +28,10 @@ def test_upload_shows_an_overlay(app_url, browser_page, tmp_path) -> None:
     wait_idle(page, timeout=180)
 
     # Two images in one batch (the default sample and the upload): two overlays, two top-5 charts.
+    assert wait_count(page, ".js-plotly-plot .imagelayer image", 2) == 2
     overlays = page.locator(".js-plotly-plot .imagelayer image")
-    assert overlays.count() == 2
     assert (overlays.last.get_attribute("href") or "").startswith("data:image/png;base64,")
-    assert page.locator(".js-plotly-plot .barlayer").count() == 2
+    assert wait_count(page, ".js-plotly-plot .barlayer", 2) == 2
     assert page.get_by_text("Overlay (PNG)").count() == 2
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     assert exceptions_on(page) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.browser import exceptions_on, wait_idle
+from tests.app.browser import exceptions_on, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +18,7 @@ def test_feature_maps_page_draws_the_grid(app_url, browser_page) -> None:
     # Default: ResNet-18, first block, all 64 channels in one mosaic.
     assert page.get_by_text("layer1.0: 64 of 64 channels").first.is_visible()
     grid = page.locator(".js-plotly-plot").first
-    assert grid.locator(".heatmaplayer").count() >= 1
+    grid.locator(".heatmaplayer").first.wait_for(timeout=30_000)
     assert grid.get_by_text("63").count() >= 1  # the channel number drawn on the last tile
     grid.scroll_into_view_if_needed()
     box = grid.locator(".nsewdrag").first.bounding_box()
@@ -40,8 +40,9 @@ def test_clicking_a_tile_shows_that_channel_large(app_url, browser_page) -> None
     wait_idle(page, timeout=180)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     assert page.get_by_text("layer1.0: 64 of 64 channels").first.is_visible()
+    wait_count(page, ".js-plotly-plot", 2)
     panel = page.locator(".js-plotly-plot").nth(1)  # the channel shown large
-    assert panel.get_by_text("channel 0", exact=True).count() == 1
+    panel.get_by_text("channel 0", exact=True).wait_for(timeout=30_000)
     grid = page.locator(".js-plotly-plot").first
     grid.scroll_into_view_if_needed()
     box = grid.locator(".nsewdrag").first.bounding_box()

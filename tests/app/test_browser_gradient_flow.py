@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.browser import exceptions_on, wait_idle
+from tests.app.browser import exceptions_on, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -16,7 +16,7 @@ def test_gradient_flow_page_draws_the_twin_chart(app_url, browser_page) -> None:
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     assert page.get_by_text("Gradient Flow").first.is_visible()
     # The twin chart (residual and plain overlaid) and the per-block split chart.
-    assert page.locator(".js-plotly-plot").count() >= 2
+    assert wait_count(page, ".js-plotly-plot", 2) >= 2
     assert page.locator(".js-plotly-plot").first.get_by_text("plain56").count() >= 1
     assert exceptions_on(page) == []
     assert page.errors == []

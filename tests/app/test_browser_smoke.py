@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.browser import exceptions_on, wait_idle
+from tests.app.browser import exceptions_on, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -14,14 +14,13 @@ def test_home_and_architecture_in_a_real_browser(browser_page, app_url):
     page.goto(app_url)
     wait_idle(page)
     assert page.get_by_role("heading", name="resviz: why skip connections work").is_visible()
-    assert page.locator(".js-plotly-plot").count() == 2
+    assert wait_count(page, ".js-plotly-plot", 2) == 2
     assert exceptions_on(page) == []
 
     page.get_by_role("link", name="Architecture").first.click()
     wait_idle(page)
-    page.wait_for_selector(".js-plotly-plot")
+    assert wait_count(page, ".js-plotly-plot", 3) >= 3
     assert page.get_by_text("Multiply-accumulates").first.is_visible()
-    assert page.locator(".js-plotly-plot").count() >= 3
     assert exceptions_on(page) == []
 
     # The sidebar's choice is shared by every page: flip to the plain twin and the counts follow.
