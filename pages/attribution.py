@@ -101,7 +101,7 @@ def _grid(
 
 def _method_options(method: str, size: int) -> tuple:
     """Widgets for the chosen method's options; a hashable tuple for the cache key."""
-    from resviz.analysis.attribution import BASELINES
+    from resviz.analysis.attribution import BASELINES, occlusion_plan
 
     if method == "integrated_gradients":
         with st.expander("Integrated Gradients options", expanded=False):
@@ -131,6 +131,8 @@ def _method_options(method: str, size: int) -> tuple:
                 key=state.ATTR_OCC_WINDOW,
                 help="Slides with a stride of half the square: smaller is finer and slower.",
             )
+            _, _, passes = occlusion_plan(size, window)
+            st.caption(f"{passes} forward passes per image: Occlusion is the slowest method here.")
         return (("occlusion_window", window),)
     return ()
 

@@ -22,6 +22,7 @@ from resviz.analysis.attribution import (
     grad_cam_layers,
     layer_choices,
     make_baseline,
+    occlusion_plan,
     parse_target,
 )
 from resviz.errors import LayerNotFoundError, ResvizError
@@ -202,6 +203,26 @@ def test_every_method_runs_on_residual_and_plain(name, method):
     assert r.targets.tolist() == r.prediction.top1.tolist()
     assert (r.layer == default_layer(model)) == (method in ("gradcam", "guided_gradcam"))
     assert hook_count(model) == 0 and not model.training
+
+
+@pytest.mark.parametrize(
+    ("side", "window", "stride"), [(32, None, None), (32, 8, 8), (30, 7, 4), (224, 32, 16)]
+)
+def test_occlusion_plan_counts_captums_forward_passes(side, window, stride):
+    """The cost the page quotes is the number of positions captum's Occlusion evaluates."""
+    from captum.attr import Occlusion
+
+    calls = []
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.register_forward_hook(lambda _m, _i, _o: calls.append(1))
+    w, s, passes = occlusion_plan(side, window, stride)
+    with torch.no_grad():
+        Occlusion(model).attribute(
+            torch.randn(1, 3, side, side), sliding_window_shapes=(3, w, w), strides=(3, s, s), target=0
+        )
+    assert len(calls) == passes + 1  # one unoccluded forward, then one per position
+    with pytest.raises(AttributionError, match="occlusion window"):
+        occlusion_plan(side, side + 1)
 
 
 def test_integrated_gradients_options(tiny):

@@ -19,6 +19,7 @@ captum installed, on success and on failure. Results are frozen dataclasses of C
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -589,11 +590,7 @@ def _captum(
             internal_batch_size=steps,
         )
     # occlusion
-    side = min(x.shape[-2:])
-    w = int(window or max(2, side // 7))
-    s = int(stride or max(1, w // 2))
-    if not 1 <= w <= side or s < 1:
-        raise AttributionError(f"The occlusion window must be 1 to {side} pixels and the stride positive.")
+    w, s, _ = occlusion_plan(min(x.shape[-2:]), window, stride)
     return Occlusion(model).attribute(
         x,
         sliding_window_shapes=(x.shape[1], w, w),
@@ -602,6 +599,20 @@ def _captum(
         target=target,
         perturbations_per_eval=16,
     )
+
+
+def occlusion_plan(side: int, window: int | None = None, stride: int | None = None) -> tuple[int, int, int]:
+    """Occlusion's square, its stride and the forward passes it costs per image at ``side`` pixels.
+
+    Defaults: a square of a seventh of the input, moved by half its side. Each position is one
+    forward pass, so a person can be told the cost before asking for it.
+    """
+    w = int(window or max(2, side // 7))
+    s = int(stride or max(1, w // 2))
+    if not 1 <= w <= side or s < 1:
+        raise AttributionError(f"The occlusion window must be 1 to {side} pixels and the stride positive.")
+    per_side = math.ceil((side - w) / s) + 1
+    return w, s, per_side * per_side
 
 
 def _reduce(method: str, raw: Tensor) -> Tensor:

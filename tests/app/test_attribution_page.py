@@ -190,6 +190,8 @@ def test_every_method_through_the_page(app_test, monkeypatch):
         at.selectbox(key=state.ATTR_METHOD).set_value(method).run()
         assert not at.exception and not at.error, method
         assert len(_figures(at, "attribution_overlay")) == 1
+    # Occlusion's cost is said before a bigger request is made.
+    assert any("forward passes per image" in c.value for c in at.caption)
 
 
 def test_comparison_grid_layers_methods_and_twin(app_test, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.app.browser import exceptions_on, wait_count, wait_idle
 
@@ -27,14 +28,14 @@ def test_home_and_architecture_in_a_real_browser(browser_page, app_url):
     page.get_by_text("Plain twin (no shortcuts)").click()
     wait_idle(page)
     additions = page.locator('[data-testid="stMetric"]').filter(has_text="Shortcut additions")
-    assert "0.00 M" in additions.inner_text()
+    expect(additions).to_contain_text("0.00 M", timeout=60_000)
     page.get_by_role("link", name="Home").first.click()
     wait_idle(page)
     page.get_by_role("link", name="Architecture").first.click()
     wait_idle(page)
-    assert "plain18" in page.locator('[data-testid="stMain"]').inner_text()
+    expect(page.locator('[data-testid="stMain"]')).to_contain_text("plain18", timeout=60_000)
     additions = page.locator('[data-testid="stMetric"]').filter(has_text="Shortcut additions")
-    assert "0.00 M" in additions.inner_text()
+    expect(additions).to_contain_text("0.00 M", timeout=60_000)
     assert page.errors == []
 
 
