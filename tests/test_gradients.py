@@ -158,6 +158,58 @@ def test_norms_match_an_independent_autograd_computation() -> None:
     np.testing.assert_allclose(prof.block_in_grad[1:], prof.block_out_grad[:-1], rtol=1e-5)
 
 
+def _split_by_separate_vjps(model, x, y):
+    """Reference: walk each path back to the block input on its own (one VJP per path)."""
+    from resviz.models.resnet import ResidualBlock
+
+    record, handles = {}, []
+    for name, block in model.named_modules():
+        if isinstance(block, ResidualBlock):
+            slot = record.setdefault(name, {"block": block})
+            handles.append(block.register_forward_pre_hook(lambda m, i, s=slot: s.update(x=i[0])))
+            handles.append(block.branch_out.register_forward_hook(lambda m, i, o, s=slot: s.update(b=o)))
+            handles.append(block.shortcut_out.register_forward_hook(lambda m, i, o, s=slot: s.update(s=o)))
+    model.train()
+    try:
+        loss = F.cross_entropy(model(x), y)
+        taps = [r["b"] for r in record.values()]
+        gs = torch.autograd.grad(loss, taps, retain_graph=True)
+        branch, short = [], []
+        for r, g in zip(record.values(), gs):
+            (vb,) = torch.autograd.grad(r["b"], r["x"], g, retain_graph=True)
+            vs = torch.autograd.grad(r["s"], r["x"], g, retain_graph=True)[0] if r["block"].skip else 0 * vb
+            branch.append(vb.norm().item())
+            short.append(vs.norm().item())
+    finally:
+        for h in handles:
+            h.remove()
+    return np.array(branch), np.array(short)
+
+
+@pytest.mark.parametrize(
+    ("name", "knobs"),
+    [
+        ("resnet8", {}),  # option A shortcuts (subsample and zero-pad)
+        ("resnet8", {"shortcut": "B"}),  # 1x1 projections where the shape changes
+        ("resnet8", {"no_skip_blocks": frozenset({"layer2.0"})}),  # one block cut
+        ("preact_resnet_tiny", {}),  # the shortcut taps the pre-activation where it projects
+        ("resnet_tiny_bottleneck", {}),
+        ("resnext_tiny", {"batchnorm": False}),
+    ],
+)
+def test_split_equals_separate_vjps(name, knobs) -> None:
+    """The branch's part is taken as (both paths) - (the shortcut's part): it must equal walking
+    the branch on its own, for every kind of shortcut and block."""
+    model = create_model(name, seed=1, **knobs)
+    x, y = make_batch(
+        BatchSettings(batch_size=4, image_size=32, seed=0), num_classes=model.config.num_classes
+    )
+    prof = gradient_profile(model, x, y, split=True)
+    branch, short = _split_by_separate_vjps(model, x, y)
+    np.testing.assert_allclose(prof.block_branch_grad, branch, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(prof.block_shortcut_grad, short, rtol=1e-5, atol=1e-12)
+
+
 def test_split_by_hand_identity_and_zeroed_branch() -> None:
     # zero_init_residual: each branch ends in a BN with gamma = 0, so F(x) = 0 and no gradient can
     # flow back through the branch; the shortcut carries all of it.

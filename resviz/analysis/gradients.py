@@ -410,8 +410,8 @@ def gradient_profile(
         inputs: ``(N, C, H, W)``, moved to the model's device.
         targets: ``(N,)`` class indices for the cross-entropy loss.
         name: label for the result (defaults to the config's ``resnetN`` / ``plainN``).
-        split: also split each block's input gradient between shortcut and branch (about one more
-            backward pass); without it those two arrays are NaN.
+        split: also split each block's input gradient between shortcut and branch (the shortcut's
+            own vector-Jacobian product per block, cheap); without it those arrays are NaN.
 
     Returns:
         A :class:`GradientProfile`.
@@ -432,10 +432,16 @@ def gradient_profile(
         loss = F.cross_entropy(logits, targets)
         weights = [m.weight for _, m, _, _ in layers]
         taps = [io_[n]["branch"] for n in block_names] if split else []
-        # One backward for the weights and for every branch tap (dL/d(F(x)) = dL/d(sum), the signal
-        # each path sends back); retained because the split below walks the graph again.
-        grads = torch.autograd.grad(loss, weights + taps, retain_graph=split, allow_unused=True)
-        w_grads, tap_grads = grads[: len(weights)], grads[len(weights) :]
+        block_inputs = [io_[n]["input"] for n in block_names] if split else []
+        # One backward for the weights, every branch tap (dL/d(F(x)) = dL/d(sum), the signal each path
+        # receives) and every block input (both paths together). Retained only for the shortcut
+        # vector-Jacobian products below, which are cheap: the shortcut is an identity, a
+        # subsample-and-pad or a 1x1 convolution, never the branch's convolutions.
+        grads = torch.autograd.grad(
+            loss, weights + taps + block_inputs, retain_graph=split, allow_unused=True
+        )
+        n_w, n_b = len(weights), len(taps)
+        w_grads, tap_grads, in_grads = grads[:n_w], grads[n_w : n_w + n_b], grads[n_w + n_b :]
         grad_norm = _norms(w_grads)
         weight_norm = _norms(weights)
         out_norm = _norms([out_grads.get(n) for n in block_names])
@@ -445,17 +451,21 @@ def gradient_profile(
         in_norm = np.full(n_blocks, np.nan)
         if split:
             b_parts, s_parts, totals = [], [], []
-            for (bname, block), g in zip(blocks, tap_grads):
+            for (bname, block), g, total in zip(blocks, tap_grads, in_grads):
                 rec = io_[bname]
                 x = rec["input"]
-                (via_branch,) = torch.autograd.grad(rec["branch"], x, g, retain_graph=True)
+                if total is None:  # nothing reached the input at all
+                    total = torch.zeros_like(x)
                 if block.skip:
                     (via_short,) = torch.autograd.grad(rec["shortcut"], x, g, retain_graph=True)
+                    # What autograd summed at x, less the shortcut's part: the branch's part, without
+                    # walking the branch a second time (see test_split_equals_separate_vjps).
+                    via_branch = total - via_short
                 else:
-                    via_short = torch.zeros_like(via_branch)
+                    via_short, via_branch = torch.zeros_like(total), total
                 b_parts.append(via_branch)
                 s_parts.append(via_short)
-                totals.append(via_branch + via_short)
+                totals.append(total)
             branch_norm, short_norm, in_norm = _norms(b_parts), _norms(s_parts), _norms(totals)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(weight_norm > 0, grad_norm / weight_norm, np.nan)
@@ -484,10 +494,12 @@ def _blocks(model: ResNet) -> list[tuple[str, ResidualBlock]]:
 
 
 def _norms(tensors: Sequence[Tensor | None]) -> np.ndarray:
-    """L2 norm of each tensor (NaN for None) with a single device-to-host copy, ``(len,)`` float64.
+    """L2 norm of each tensor (NaN for None), ``(len,)`` float64, with one device-to-host copy in
+    the usual case.
 
-    Computed in float32 on the tensors' device (Apple's MPS has no float64), each tensor divided by
-    its largest magnitude first so that squaring neither overflows nor underflows; the scale is
+    Computed in float32 on the tensors' device (Apple's MPS has no float64) in one pass. Where that
+    pass may have overflowed or underflowed while squaring (an infinite, zero or extreme result),
+    the norm is taken again with each tensor divided by its largest magnitude first, the scale
     multiplied back in float64 on the CPU.
     """
     if not tensors:
@@ -495,15 +507,29 @@ def _norms(tensors: Sequence[Tensor | None]) -> np.ndarray:
     present = [t.detach().float() for t in tensors if t is not None]
     values = np.zeros(0)
     if present:
-        scales = torch.stack([t.abs().amax() if t.numel() else t.new_zeros(()) for t in present])
-        tiny = torch.finfo(torch.float32).tiny
-        unit = torch.stack([torch.linalg.vector_norm(t / s.clamp_min(tiny)) for t, s in zip(present, scales)])
-        scale, unit_norm = torch.stack([scales, unit]).cpu().numpy().astype(np.float64)
-        # An infinite or NaN entry makes the norm infinite or NaN: keep the scale as it is there.
-        values = np.where(np.isfinite(scale), scale * unit_norm, scale)
+        direct = torch.stack([torch.linalg.vector_norm(t) for t in present]).cpu().numpy()
+        values = direct.astype(np.float64)
+        redo = np.flatnonzero(~np.isfinite(direct) | (direct < _NORM_SAFE[0]) | (direct > _NORM_SAFE[1]))
+        if redo.size:
+            values[redo] = _scaled_norms([present[i] for i in redo])
     out = np.full(len(tensors), np.nan)
     out[[i for i, t in enumerate(tensors) if t is not None]] = values
     return out
+
+
+# Outside this range a float32 sum of squares may have lost digits to overflow or underflow
+# (squares under 1.2e-38 are subnormal: a billion of them stay under 1e-9 of a 1e-10 norm squared).
+_NORM_SAFE = (1e-10, 1e15)
+
+
+def _scaled_norms(tensors: Sequence[Tensor]) -> np.ndarray:
+    """Overflow- and underflow-safe norms: ``max|t| * ||t / max|t|||``, the product in float64."""
+    scales = torch.stack([t.abs().amax() if t.numel() else t.new_zeros(()) for t in tensors])
+    tiny = torch.finfo(torch.float32).tiny
+    unit = torch.stack([torch.linalg.vector_norm(t / s.clamp_min(tiny)) for t, s in zip(tensors, scales)])
+    scale, unit_norm = torch.stack([scales, unit]).cpu().numpy().astype(np.float64)
+    # An infinite or NaN entry makes the norm infinite or NaN: keep the scale as it is there.
+    return np.where(np.isfinite(scale), scale * unit_norm, scale)
 
 
 def _model_name(model: ResNet) -> str:
