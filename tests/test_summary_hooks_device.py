@@ -209,6 +209,24 @@ def test_cli_errors_are_one_sentence_with_exit_code_2(capsys):
     assert exit_.value.code == 2
 
 
+def test_cli_output_into_a_closed_pipe_is_quiet():
+    """`python -m resviz models --json | head -1`: the reader leaves early, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resviz", "models", "--json"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the child has imported torch, so its first write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
 def test_every_subcommand_has_help(capsys):
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices  # argparse keeps them here
