@@ -2,7 +2,9 @@
 
 Issue 3 measured 1.0-1.07 with plain hooks; this prints ours and plain hooks' (a forward hook per
 block storing ``output.detach()``), both over the same bare passes (medians of interleaved repeats).
-Not a test: timings on a shared machine are noisy. Usage: ``python bench/bench_features.py [--size 224]``.
+Not a test: timings on a shared machine are noisy. Usage: ``python bench/bench_features.py [--size 224]``;
+``RESVIZ_MALLOC_TUNING=0`` measures with glibc's default allocator settings (see
+:func:`resviz.device.tune_cpu_allocator`: most of the capture overhead there is fresh pages).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resviz.analysis.features import capture_activations
-from resviz.device import configure_cpu_threads
+from resviz.device import configure_cpu_threads, tune_cpu_allocator
 from resviz.models import create_model
 
 
@@ -60,7 +62,11 @@ def main() -> None:
             fn()
             times.append(time.perf_counter() - start)
     b, c, p = (statistics.median(t) for t in (t_bare, t_cap, t_plain))
-    print(f"{args.model} {args.size}x{args.size}, {len(blocks)} blocks, {torch.get_num_threads()} thread(s)")
+    tuned = "tuned" if tune_cpu_allocator() else "default (RESVIZ_MALLOC_TUNING=0 or not glibc)"
+    print(
+        f"{args.model} {args.size}x{args.size}, {len(blocks)} blocks, {torch.get_num_threads()} thread(s), "
+        f"allocator {tuned}"
+    )
     print(
         f"bare forward {b * 1e3:.1f} ms; capture every block: resviz {c * 1e3:.1f} ms, ratio {c / b:.3f}; "
         f"plain hooks {p * 1e3:.1f} ms, ratio {p / b:.3f}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,8 +53,51 @@ def describe_device(device: torch.device | str) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+# glibc's mallopt parameters (malloc.h) and the values tune_cpu_allocator sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest: blocks up to this size come from the heap
+_TRIM_THRESHOLD = 128 * 1024 * 1024  # freed memory kept for reuse before it goes back to the OS
+_allocator_tuned: bool | None = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Let glibc's malloc keep freed activation memory for the next pass instead of returning it.
+
+    By default glibc hands large freed blocks back to the OS, so every pass that keeps activations
+    alive a little longer (hooks capturing a layer, gradients asked of intermediate tensors) pays
+    for fresh, zero-filled pages. Measured on 2 CPU cores (bench/bench_features.py, ResNet-50 at
+    224): capturing all 16 blocks cost 1.12-1.19x a bare forward with the defaults and 1.03-1.04x
+    with these settings, and the bare forward itself got about 4% faster. The price: up to 128 MB
+    of freed memory stays with the process.
+
+    Linux with glibc only (elsewhere, or with ``RESVIZ_MALLOC_TUNING=0``, nothing changes). Called
+    once per process by :func:`configure_cpu_threads`; returns whether the settings are in force.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is not None:
+        return _allocator_tuned
+    _allocator_tuned = False
+    if os.environ.get("RESVIZ_MALLOC_TUNING", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success. The mmap threshold first: a fixed trim threshold alone turns off
+    # glibc's adaptive mmap threshold and sends every large block to a fresh mapping (slower).
+    _allocator_tuned = bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
+    return _allocator_tuned
+
+
 def configure_cpu_threads(threads: int | None = None) -> int:
-    """Use the cores this process may run on (cgroup/affinity aware), unless told otherwise."""
+    """Use the cores this process may run on (cgroup/affinity aware), unless told otherwise.
+
+    Also tunes the C allocator for repeated passes (:func:`tune_cpu_allocator`).
+    """
+    tune_cpu_allocator()
     if threads is None:
         env = os.environ.get("RESVIZ_THREADS")
         if env:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,6 +188,41 @@ def test_models_run_on_cuda():
 # ----------------------------------------------------------------------------------- CLI
 
 
+_RSS_AFTER_FREE = """
+import os, sys
+import torch
+from resviz.device import tune_cpu_allocator
+tuned = tune_cpu_allocator()
+page = os.sysconf("SC_PAGE_SIZE")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+before = rss()
+t = torch.ones(5 * 1024 * 1024)  # 20 MB, touched
+del t
+print(tuned, (rss() - before) / 2**20)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_allocator_tuning_keeps_freed_activation_memory(setting):
+    """Tuned, a freed 20 MB tensor stays with the process for the next pass; by default (or opted
+    out) glibc returns it to the OS at once, and the next pass pays for fresh pages."""
+    env = {**os.environ, "RESVIZ_MALLOC_TUNING": setting}
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_AFTER_FREE],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    tuned, kept_mb = out[0] == "True", float(out[1])
+    assert tuned == (setting == "1")
+    assert (kept_mb > 15) == tuned, kept_mb
+
+
 def test_cli_lists_models_as_json(capsys):
     assert cli.main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -211,10 +251,6 @@ def test_cli_errors_are_one_sentence_with_exit_code_2(capsys):
 
 def test_cli_output_into_a_closed_pipe_is_quiet():
     """`python -m resviz models --json | head -1`: the reader leaves early, no traceback."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     proc = subprocess.Popen(
         [sys.executable, "-m", "resviz", "models", "--json"],
         cwd=Path(__file__).resolve().parents[1],
