@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -254,13 +253,14 @@ def test_over_size_limit_upload(app_test, monkeypatch):
     assert any("upload limit" in e.value for e in at.error)
 
 
-def test_page_update_is_fast_on_resnet18(app_test):
-    """Switching layers on ResNet-18 redraws from the cache: well under issue 3's 0.3 s budget."""
+def test_resnet18_layer_switch_redraws_from_the_cache(app_test, counted):
+    """A real-size model: switching layers reruns the page without a forward pass (the timing
+    against issue 3's 0.3 s budget is bench/bench_pages.py's job)."""
     at = _open(app_test, "resnet18")
-    assert not at.error
-    start = time.perf_counter()
+    assert not at.error and len(counted) == 1
     at.selectbox(key=state.FEAT_LAYER).set_value("layer2.1")
-    _run(at, "resnet18")
-    elapsed = time.perf_counter() - start
-    assert not at.exception
-    assert elapsed < 1.5, elapsed  # generous: AppTest overhead and a shared CPU; measured ~0.2 s
+    at = _run(at, "resnet18")
+    assert not at.exception and not at.error
+    assert len(counted) == 1
+    texts = [m.value for m in at.markdown] + [h.value for h in at.subheader]
+    assert any("layer2.1: 128 of 128 channels" in t for t in texts), texts
