@@ -66,7 +66,7 @@ def tune_cpu_allocator() -> bool:
     By default glibc hands large freed blocks back to the OS, so every pass that keeps activations
     alive a little longer (hooks capturing a layer, gradients asked of intermediate tensors) pays
     for fresh, zero-filled pages. Measured on 2 CPU cores (bench/bench_features.py, ResNet-50 at
-    224): capturing all 16 blocks cost 1.12-1.19x a bare forward with the defaults and 1.03-1.04x
+    224): capturing all 16 blocks cost 1.12-1.22x a bare forward with the defaults and 1.02-1.04x
     with these settings, and the bare forward itself got about 4% faster. The price: up to 128 MB
     of freed memory stays with the process.
 
