@@ -185,11 +185,8 @@ def test_models_run_on_cuda():
         assert model(torch.randn(2, 3, 64, 64, device="cuda")).shape == (2, 1000)
 
 
-# ----------------------------------------------------------------------------------- CLI
-
-
 _RSS_AFTER_FREE = """
-import os, sys
+import os
 import torch
 from resviz.device import tune_cpu_allocator
 tuned = tune_cpu_allocator()
@@ -221,6 +218,9 @@ def test_allocator_tuning_keeps_freed_activation_memory(setting):
     tuned, kept_mb = out[0] == "True", float(out[1])
     assert tuned == (setting == "1")
     assert (kept_mb > 15) == tuned, kept_mb
+
+
+# ----------------------------------------------------------------------------------- CLI
 
 
 def test_cli_lists_models_as_json(capsys):
