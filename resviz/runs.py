@@ -140,13 +140,14 @@ def read_curves(path: str | os.PathLike[str]) -> dict[str, list[float]]:
 def load_run(path: str | os.PathLike[str]) -> LoadedModel:
     """Rebuild a saved run's model in eval mode, with its class names and preprocessing.
 
+    :func:`resviz.models.weights.load_model` calls this for a run folder (``--weights RUN_DIR``, the
+    sidebar's saved runs); the weights are read and matched as a checkpoint's are.
+
     Raises:
         CheckpointError: the folder is not a run, or its weights do not fit its config.
     """
-    import torch
-
     from resviz.models import ResNetConfig, create_model
-    from resviz.models.weights import LoadedModel
+    from resviz.models.weights import LoadedModel, _load_strict, _read_state_dict
     from resviz.preprocessing import Preprocessing
 
     path = Path(path)
@@ -156,15 +157,14 @@ def load_run(path: str | os.PathLike[str]) -> LoadedModel:
         preprocessing = Preprocessing.from_dict(dict(meta["preprocessing"]))  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path.name}'s {META} is incomplete or damaged ({exc}).") from exc
+    where = f"{path.name}/{WEIGHTS}"
     try:
-        state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
-    except Exception as exc:  # missing file, truncated file, a refused pickle
-        raise CheckpointError(f"{path.name}'s weights could not be read ({type(exc).__name__}).") from exc
+        data = (path / WEIGHTS).read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path.name}'s weights could not be read ({exc.strerror}).") from exc
+    state = _read_state_dict(data, where)  # weights_only: a pickle that would run code is refused
     model = create_model(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path.name}'s weights do not fit its saved configuration.") from exc
+    _load_strict(model, state, where, label="its saved configuration")
     names = meta.get("class_names")
     err = _float(meta.get("final_train_error"))
     return LoadedModel(

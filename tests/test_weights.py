@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from resviz.errors import CheckpointError, WeightsUnavailableError
+from resviz.errors import CheckpointError, ResvizError, WeightsUnavailableError
 from resviz.models import create_model
 from resviz.models import weights as W
 
@@ -176,3 +176,153 @@ def test_random_models_are_seeded_and_untrained():
     assert not a.trained and "random" in a.source
     assert torch.equal(a.model.conv1.weight, b.model.conv1.weight)
     assert a.preprocessing.crop == 32
+
+
+# --------------------------------------------------------------------------- one loader, four sources
+
+
+def fake_trained(name="plain8", classes=("circle", "square", "star"), seed=3):
+    """What :func:`resviz.runs.save_run` reads of a TrainedModel, without training one."""
+    from resviz.preprocessing import Preprocessing
+
+    model = create_model(name, num_classes=len(classes), seed=seed)
+    prep = Preprocessing(resize=16, crop=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    meta = {
+        "name": name,
+        "variant_config": model.config.to_dict(),
+        "dataset": "shapes",
+        "class_names": list(classes),
+        "preprocessing": prep.to_dict(),
+        "seed": seed,
+        "steps_done": 2,
+        "final_train_error": 0.25,
+        "curves": {"loss": [1.0, 0.5]},
+    }
+    return SimpleNamespace(
+        model=model,
+        name=name,
+        dataset="shapes",
+        config=SimpleNamespace(seed=seed),
+        metadata=lambda: dict(meta),
+    )
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    from resviz.runs import save_run
+
+    return save_run(fake_trained(), tmp_path / "runs")
+
+
+def test_spec_is_frozen_hashable_and_parses_the_cli_strings(tmp_path, run_dir):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    assert W.WeightsSpec.parse("random") == W.WeightsSpec()
+    assert W.WeightsSpec.parse("imagenet").kind == "imagenet"
+    assert (
+        W.WeightsSpec.parse(ckpt) == W.WeightsSpec.checkpoint(str(ckpt)) == W.WeightsSpec("checkpoint", ckpt)
+    )
+    assert W.WeightsSpec.parse(str(run_dir)) == W.WeightsSpec.run(run_dir)
+    upload = W.WeightsSpec.checkpoint(b"\x00" * 10, filename="up.pt")
+    assert b"\x00" not in repr(upload).encode() and "up.pt" in repr(upload)  # bytes never printed
+    assert len({upload, W.WeightsSpec.checkpoint(b"\x00" * 10, filename="up.pt"), W.WeightsSpec()}) == 2
+    with pytest.raises(AttributeError):
+        upload.kind = "random"  # type: ignore[misc]
+    for bad in (
+        lambda: W.WeightsSpec("imagent"),
+        lambda: W.WeightsSpec("checkpoint"),
+        lambda: W.WeightsSpec("run"),
+    ):
+        with pytest.raises(ResvizError):
+            bad()
+
+
+def test_load_model_takes_each_of_the_four_sources(tmp_path, run_dir, no_network):
+    import torchvision
+
+    reference = create_model("resnet8", num_classes=3, seed=7)
+    path = tmp_path / "r8.pt"
+    torch.save({"state_dict": reference.state_dict(), "class_names": ["a", "b", "c"]}, path)
+    tv = torchvision.models.resnet18()
+    cached = W.cached_weights_path("resnet18")  # in the temporary TORCH_HOME of tests/conftest.py
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tv.state_dict(), cached)
+
+    random = W.load_model("resnet8", W.WeightsSpec("random"), seed=4)
+    imagenet = W.load_model("resnet18", W.WeightsSpec("imagenet"))
+    by_path = W.load_model("resnet8", W.WeightsSpec.checkpoint(path))
+    by_bytes = W.load_model("resnet8", W.WeightsSpec.checkpoint(path.read_bytes(), filename="up.pt"))
+    run = W.load_model("plain8", W.WeightsSpec.run(run_dir))
+    assert no_network == []
+
+    assert [m.weights for m in (random, imagenet, by_path, by_bytes, run)] == [
+        "random", "imagenet", "checkpoint", "checkpoint", "run"
+    ]  # fmt: skip
+    assert all(not m.model.training for m in (random, imagenet, by_path, by_bytes, run))
+    assert torch.equal(
+        random.model.conv1.weight, W.load_model("resnet8", "random", seed=4).model.conv1.weight
+    )
+    assert imagenet.class_name(1) == "goldfish" and imagenet.preprocessing.crop == 224
+    assert torch.equal(imagenet.model.fc.weight, tv.fc.weight)
+    for loaded in (by_path, by_bytes):
+        assert loaded.class_names == ("a", "b", "c") and loaded.config.num_classes == 3
+        assert torch.equal(loaded.model.fc.weight, reference.fc.weight)
+    assert by_path.source == "checkpoint r8.pt" and by_bytes.source == "checkpoint up.pt"
+    assert run.name == "plain8" and run.class_names == ("circle", "square", "star") and run.notice is None
+    assert run.preprocessing.crop == 16 and run.preprocessing.mean == (0.5, 0.5, 0.5)
+
+
+def test_the_cli_strings_still_work_and_a_run_folder_is_a_run(tmp_path, run_dir):
+    path = tmp_path / "r8.pt"
+    torch.save(create_model("resnet8").state_dict(), path)
+    assert W.load_model("resnet8", str(path)).weights == "checkpoint"
+    # `--model` defaults to resnet18 in the CLI: a run brings its own variant and says so.
+    loaded = W.load_model("resnet18", str(run_dir))
+    assert loaded.weights == "run" and loaded.name == "plain8" and not loaded.config.skip
+    assert loaded.notice == "Using the run's own model: plain8 (resnet18 does not apply to a saved run)."
+    with pytest.raises(CheckpointError, match="not a saved run"):
+        W.load_model("resnet8", str(tmp_path))  # a folder without run.json
+    with pytest.raises(CheckpointError, match="own architecture"):
+        W.load_model("plain8", run_dir, batchnorm=False)
+
+
+def test_a_run_through_load_model_equals_load_run(run_dir):
+    from resviz.runs import load_run
+
+    direct, via = load_run(run_dir), W.load_model("plain8", str(run_dir))
+    assert direct.model.state_dict().keys() == via.model.state_dict().keys()
+    assert all(torch.equal(v, via.model.state_dict()[k]) for k, v in direct.model.state_dict().items())
+    assert (via.name, via.class_names, via.preprocessing, via.source, via.metadata) == (
+        direct.name, direct.class_names, direct.preprocessing, direct.source, direct.metadata
+    )  # fmt: skip
+    assert via.config == direct.config
+
+
+def test_a_run_whose_weights_do_not_fit_is_explained(run_dir):
+    torch.save(create_model("resnet20").state_dict(), run_dir / "model.pt")
+    with pytest.raises(
+        CheckpointError, match=r"model.pt does not fit its saved configuration: .*unexpected key.*resnet20"
+    ):
+        W.load_model("plain8", run_dir)
+
+
+def test_a_run_whose_weights_would_run_code_is_refused(run_dir, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"conv1.weight": torch.zeros(1), "evil": Payload()}, run_dir / "model.pt")
+    with pytest.raises(CheckpointError, match="arbitrary code"):
+        W.load_model("plain8", run_dir)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_every_source_lands_on_the_device(device, run_dir):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    for weights in ("random", W.WeightsSpec.run(run_dir)):
+        loaded = W.load_model("plain8", weights, device=device)
+        assert all(p.device.type == device for p in loaded.model.parameters())

@@ -17,7 +17,7 @@ from resviz.models import get_spec, list_models, twin_name
 from ui import state
 
 if TYPE_CHECKING:
-    from resviz.models.weights import LoadedModel
+    from resviz.models.weights import LoadedModel, WeightsSpec
 
 DEFAULT_MODEL = "resnet18"
 WEIGHT_LABELS = {
@@ -125,25 +125,39 @@ def render_device_picker() -> None:
         st.caption(describe_device(resolve_device(choice)))
 
 
+def weights_spec(choice: ModelChoice, upload: tuple[str, bytes] | None = None) -> WeightsSpec:
+    """Where the sidebar's ``choice`` takes its weights from; ``upload`` is the kept checkpoint file.
+
+    Raises:
+        resviz.errors.CheckpointError: checkpoint weights without an upload, or a run without a folder.
+    """
+    from resviz.errors import CheckpointError
+    from resviz.models.weights import WeightsSpec
+
+    if choice.weights == "checkpoint":
+        if upload is None:
+            raise CheckpointError("Upload a checkpoint file in the sidebar, or pick other weights.")
+        filename, data = upload
+        return WeightsSpec.checkpoint(data, filename=filename)
+    if choice.weights == "run":
+        if not choice.run_path:
+            raise CheckpointError(
+                "No saved training run: train one in the Training Lab, or pick other weights."
+            )
+        return WeightsSpec.run(choice.run_path)
+    return WeightsSpec(choice.weights)  # type: ignore[arg-type]
+
+
+# Keyed on the choice, not on the spec: for an upload the choice holds a digest, the spec the bytes.
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _load(choice: ModelChoice) -> LoadedModel:
     from resviz.device import configure_cpu_threads, resolve_device
-    from resviz.models.weights import load_checkpoint, load_model
+    from resviz.models.weights import load_model
 
     configure_cpu_threads()
-    device = resolve_device(choice.device)
-    if choice.weights == "checkpoint":
-        filename, data = st.session_state[state.CHECKPOINT_FILE]
-        loaded = load_checkpoint(choice.name, data, filename=filename)
-        loaded.model.to(device)
-        return loaded
-    if choice.weights == "run":
-        from resviz.runs import load_run
-
-        loaded = load_run(choice.run_path)
-        loaded.model.to(device)
-        return loaded
-    return load_model(choice.name, choice.weights, device=device, download=False)
+    spec = weights_spec(choice, st.session_state.get(state.CHECKPOINT_FILE))
+    # The sidebar downloads ImageNet weights itself, with a progress bar (current_model).
+    return load_model(choice.name, spec, device=resolve_device(choice.device), download=False)
 
 
 def current_model(choice: ModelChoice | None = None) -> LoadedModel:

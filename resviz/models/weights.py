@@ -1,4 +1,9 @@
-"""Weights: torchvision's pretrained ImageNet weights, a user's checkpoint, or random.
+"""Weights from one loader: random, torchvision's ImageNet weights, a user's checkpoint, or a saved run.
+
+:class:`WeightsSpec` says where weights come from; :func:`load_model` turns a variant name and a
+spec (or the strings the CLI takes: ``"random"``, ``"imagenet"``, a checkpoint file, a run folder)
+into a :class:`LoadedModel` that carries its class names and preprocessing, as torchvision's
+weights enums carry theirs.
 
 Pretrained weights go through torchvision's own weights enums (url, preprocessing, class names) and
 torch hub's cache (``$TORCH_HOME/hub/checkpoints``), so a file downloaded by torchvision is found
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from resviz.errors import CheckpointError, WeightsUnavailableError
+from resviz.errors import CheckpointError, ResvizError, WeightsUnavailableError
 from resviz.models.config import ResNetConfig
 from resviz.models.registry import create_model, get_config, get_spec, list_models
 from resviz.preprocessing import Preprocessing, for_config, from_torchvision
@@ -36,6 +41,60 @@ if TYPE_CHECKING:
 
 WeightsKind = Literal["random", "imagenet", "checkpoint", "run"]
 Progress = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's weights come from; frozen and hashable, so it can key a cache.
+
+    Build one with :meth:`parse` (the CLI's ``--weights``), :meth:`checkpoint` or :meth:`run`, or
+    ``WeightsSpec("random")`` / ``WeightsSpec("imagenet")``.
+    """
+
+    kind: WeightsKind = "random"
+    path: str | None = None  # the checkpoint file ("checkpoint") or the run folder ("run")
+    # An uploaded checkpoint's bytes, instead of a path. Bytes hash and compare by value; kept out of
+    # repr so that a log line or an error never prints 200 MB.
+    data: bytes | None = field(default=None, repr=False)
+    filename: str | None = None  # the upload's name, for messages ("checkpoint tiny.pt")
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("random", "imagenet", "checkpoint", "run"):
+            raise ResvizError(
+                f"Unknown weights {self.kind!r}: choose random, imagenet, a checkpoint file or a run folder."
+            )
+        if self.path is not None and not isinstance(self.path, str):
+            object.__setattr__(self, "path", os.fspath(self.path))  # a Path and its str: one spec, one key
+        has_path, has_data = self.path is not None, self.data is not None
+        if self.kind == "checkpoint" and has_path == has_data:
+            raise CheckpointError("A checkpoint needs one source: a file path or the uploaded bytes.")
+        if self.kind == "run" and (not has_path or has_data):
+            raise CheckpointError("A saved run is loaded from its folder: give the folder's path.")
+        if self.kind in ("random", "imagenet") and (has_path or has_data):
+            raise CheckpointError(f"{self.kind} weights take no file; use a checkpoint or run instead.")
+
+    @classmethod
+    def parse(cls, text: str | os.PathLike[str]) -> WeightsSpec:
+        """``"random"``, ``"imagenet"``, a run folder (a directory: it holds ``run.json``) or a file."""
+        if text in ("random", "imagenet"):
+            return cls(text)  # type: ignore[arg-type]
+        path = os.fspath(text)
+        # Any directory is taken for a run, so that one without run.json is told so in a sentence.
+        return cls("run", path) if os.path.isdir(path) else cls("checkpoint", path)
+
+    @classmethod
+    def checkpoint(
+        cls, source: bytes | str | os.PathLike[str], *, filename: str | None = None
+    ) -> WeightsSpec:
+        """A state dict file, or an upload's bytes with its ``filename``."""
+        if isinstance(source, bytes):
+            return cls("checkpoint", data=source, filename=filename)
+        return cls("checkpoint", os.fspath(source), filename=filename)
+
+    @classmethod
+    def run(cls, path: str | os.PathLike[str]) -> WeightsSpec:
+        """A folder written by :func:`resviz.runs.save_run`."""
+        return cls("run", os.fspath(path))
 
 
 @dataclass
@@ -319,7 +378,7 @@ def guess_variants(state: dict[str, torch.Tensor], limit: int = 2) -> list[str]:
 
 def load_model(
     name: str,
-    weights: str = "random",
+    weights: WeightsSpec | str | os.PathLike[str] = "random",
     *,
     seed: int | None = 0,
     device: torch.device | str = "cpu",
@@ -327,12 +386,27 @@ def load_model(
     download: bool = True,
     **knobs: object,
 ) -> LoadedModel:
-    """Build ``name`` with ``weights`` = ``"random"``, ``"imagenet"`` or a checkpoint path.
+    """Build variant ``name`` with ``weights`` from any of the four sources, in eval mode on ``device``.
+
+    Args:
+        name: a registered variant. A saved run brings its own variant: when ``name`` differs, the
+            run's is used and ``notice`` says so.
+        weights: a :class:`WeightsSpec`, or what :meth:`WeightsSpec.parse` reads: ``"random"``,
+            ``"imagenet"``, a checkpoint path, a run folder.
+        seed: seed of a random initialization (also of the fallback when ImageNet weights are missing).
+        device: where the model is moved.
+        progress: ``(bytes done, bytes total)`` callback of an ImageNet download.
+        download: fetch ImageNet weights that are not cached (else fall back to random ones).
+        **knobs: architecture changes (:func:`resviz.models.get_config`), for random weights and checkpoints.
 
     Pretrained weights that cannot be had (offline, not cached) fall back to random weights with a
     ``notice`` that says so, rather than failing or hanging.
+
+    Raises:
+        CheckpointError: a checkpoint or run that cannot be read or does not fit.
     """
-    if weights == "imagenet":
+    spec = weights if isinstance(weights, WeightsSpec) else WeightsSpec.parse(weights)
+    if spec.kind == "imagenet":
         if knobs:
             raise CheckpointError(
                 "Pretrained weights fit the standard architecture only; reset the knobs to load them."
@@ -342,11 +416,25 @@ def load_model(
         except WeightsUnavailableError as exc:
             loaded = _random(name, seed, knobs)
             loaded.notice = f"{exc} Using random weights instead."
-    elif weights == "random":
+    elif spec.kind == "random":
         loaded = _random(name, seed, knobs)
+    elif spec.kind == "checkpoint":
+        source = spec.data if spec.data is not None else str(spec.path)
+        loaded = load_checkpoint(get_config(name, **knobs) if knobs else name, source, filename=spec.filename)
     else:
-        loaded = load_checkpoint(get_config(name, **knobs) if knobs else name, weights)
+        loaded = _load_run(name, str(spec.path), knobs)
     loaded.model.to(device)
+    return loaded
+
+
+def _load_run(name: str, path: str, knobs: dict[str, object]) -> LoadedModel:
+    if knobs:
+        raise CheckpointError("A saved run carries its own architecture; reset the knobs to load it.")
+    from resviz.runs import load_run  # lazily: runs.py reaches back here for LoadedModel and the readers
+
+    loaded = load_run(path)
+    if name != loaded.name:
+        loaded.notice = f"Using the run's own model: {loaded.name} ({name} does not apply to a saved run)."
     return loaded
 
 
