@@ -8,6 +8,8 @@ what was trained is kept and saved like a finished run.
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from ui import state
@@ -198,13 +200,14 @@ def _start() -> None:
     """Start button callback: build this session's own models and train them on a thread."""
     from resviz.device import configure_cpu_threads
     from resviz.errors import ResvizError
-    from resviz.runs import default_runs_dir
+    from resviz.runs import default_runs_dir, save_run
     from resviz.training import JobRunningError, start_job
 
     try:
         config = _config()
         configure_cpu_threads()
-        st.session_state[state.TRAIN_JOB] = start_job(config, runs_dir=default_runs_dir())
+        save = functools.partial(save_run, root=default_runs_dir())
+        st.session_state[state.TRAIN_JOB] = start_job(config, save=save)
     except JobRunningError as exc:
         st.session_state[state.TRAIN_JOB] = exc.job  # show that run, with its Stop button
         st.session_state[state.TRAIN_START_ERROR] = str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from resviz.analysis.faithfulness import pointing_game
 from resviz.datasets import load_dataset
 from resviz.errors import CheckpointError, ConfigError, UnknownModelError
 from resviz.hooks import hook_count
@@ -23,7 +25,6 @@ from resviz.training import (
     TrainConfig,
     Trainer,
     TrainingJob,
-    pointing_game,
     summary_rows,
     train,
 )
@@ -99,7 +100,7 @@ def test_training_never_touches_the_callers_model(digits):
 
 def test_job_stops_and_keeps_what_was_trained(digits, tmp_path):
     cfg = TrainConfig(models=("plain8", "resnet8"), steps=10_000, eval_every=5, **TINY)
-    job = TrainingJob(cfg, dataset=digits, runs_dir=tmp_path).start()
+    job = TrainingJob(cfg, dataset=digits, save=functools.partial(save_run, root=tmp_path)).start()
     deadline = 60.0
     import time
 
@@ -238,37 +239,41 @@ def test_a_diverging_model_is_marked_and_the_others_train_on_and_are_saved(digit
     assert results[1].curves.diverged_at is None
 
     # An absurd learning rate: every model diverges; the job still ends, and saves what it has.
-    job = TrainingJob(cfg.replace(lr=1e6), dataset=digits, runs_dir=tmp_path).start()
+    job = TrainingJob(
+        cfg.replace(lr=1e6), dataset=digits, save=functools.partial(save_run, root=tmp_path)
+    ).start()
     assert job.wait(120) and job.status == "done", job.error
     assert all(r.curves.diverged_at is not None for r in job.results)
     assert len(job.saved) == 2
 
 
 def test_one_job_at_a_time_on_the_cpu_and_an_unwatched_job_stops(digits, tmp_path):
-    import time
-
     from resviz.training import JobRunningError, running_job, start_job
 
+    now = [0.0]  # the job's clock: it moves only when the test says so
     cfg = TrainConfig(models=("resnet8",), steps=100_000, eval_every=50, **TINY)
-    job = start_job(cfg, dataset=digits, runs_dir=tmp_path, heartbeat_timeout=2.0)
+    save = functools.partial(save_run, root=tmp_path)
+    job = start_job(cfg, dataset=digits, save=save, heartbeat_timeout=60.0, clock=lambda: now[0])
     try:
         assert running_job() is job
         with pytest.raises(JobRunningError, match="already going") as caught:
             start_job(cfg, dataset=digits)
         assert caught.value.job is job
-        # Nobody calls job.heartbeat(): after 2 s it stops by itself and saves what it trained.
+        assert not job.wait(0.5) and not job.abandoned  # watched: no time has passed
+        # Nobody calls job.heartbeat() for over a minute: it stops by itself and saves what it trained.
+        now[0] = 61.0
         assert job.wait(60) and job.status == "stopped" and job.abandoned
         assert job.step > 0 and len(job.saved) == 1
         assert running_job() is None
     finally:
         job.stop()
         job.wait(60)
-    kept = start_job(cfg.replace(steps=3), dataset=digits, heartbeat_timeout=2.0)  # free again
-    start = time.monotonic()
-    while kept.running and time.monotonic() - start < 30:
-        kept.heartbeat()
-        time.sleep(0.05)
-    assert kept.status == "done" and not kept.abandoned
+    # A heartbeat just in time keeps a job going: 59 s pass, a beat, 59 s more.
+    kept = start_job(cfg.replace(steps=40), dataset=digits, heartbeat_timeout=60.0, clock=lambda: now[0])
+    now[0] += 59.0
+    kept.heartbeat()
+    now[0] += 59.0
+    assert kept.wait(60) and kept.status == "done" and not kept.abandoned
 
 
 def test_cli_data_picks_its_preset_and_bad_numbers_are_usage_errors(capsys):

@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         results = trainer.results()
         if rank == 0:
             if trainer.data.masks_test is not None:
-                from resviz.training import pointing_game
+                from resviz.analysis.faithfulness import pointing_game
 
                 for r in results:
                     r.pointing_game = pointing_game(r.model, trainer.data)

@@ -31,13 +31,9 @@ def _charts(at) -> list[dict]:
 
 
 def _wait(at, timeout: float = 120.0):
-    """Rerun the script (as the page's polling fragment would) until the job has finished."""
+    """Wait for the job's thread to end, then rerun the script as the page's polling fragment would."""
     job = at.session_state["train_job"]
-    deadline = time.monotonic() + timeout
-    while not job.finished and time.monotonic() < deadline:
-        time.sleep(0.3)
-        at.run()
-    assert job.finished, f"training did not finish in {timeout} s (status {job.status})"
+    assert job.wait(timeout), f"training did not finish in {timeout} s (status {job.status})"
     return at.run()
 
 
