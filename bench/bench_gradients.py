@@ -29,15 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import torch.nn.functional as F
 
-from resviz.analysis.gradients import (
-    BatchSettings,
-    TwinSettings,
-    build_twins,
-    depth_sweep,
-    gradient_profile,
-    make_batch,
-    twin_profile,
-)
+from resviz.analysis.batches import BatchSettings, make_batch
+from resviz.analysis.depth_sweep import depth_sweep
+from resviz.analysis.gradients import gradient_profile, twin_profile
+from resviz.analysis.twins import TwinSettings, build_twins
 from resviz.device import configure_cpu_threads, describe_device, resolve_device
 
 

@@ -1,7 +1,8 @@
 """Gradient Flow: a residual network and its plain twin, same seed, same batch, side by side.
 
-Widgets -> :mod:`resviz.analysis.gradients` -> :mod:`resviz.plots.gradients`. By default the page
-builds its own twin pair from a seed; it can instead profile a *copy* of the sidebar's model (a
+Widgets -> :mod:`resviz.analysis.gradients` (and its depth sweep and twin training) ->
+:mod:`resviz.plots.gradients`. By default the page builds its own twin pair from a seed; it can
+instead profile a *copy* of the sidebar's model (a
 saved training run, a checkpoint, ImageNet weights) and its twin, never the shared model itself.
 The sweep and training tabs always use seed-built twins, so training them touches nobody else.
 Profiles are cached per settings (``st.cache_data``); training runs are kept per settings in this
@@ -57,72 +58,22 @@ def main() -> None:
 
 
 def _settings():
-    from resviz.analysis import gradients as ga
+    from resviz.analysis.batches import BatchSettings
+    from resviz.analysis.twins import TwinSettings
 
     st.session_state.setdefault(state.GRAD_DEPTH_CIFAR, 56)
     st.session_state.setdefault(state.GRAD_DEPTH_IMAGENET, 18)
     with st.container(border=True):
         c1, c2, c3, c4 = st.columns(4)
         with c1:
-            family = st.radio(
-                "Networks",
-                ["cifar", "imagenet"],
-                key=state.GRAD_FAMILY,
-                format_func={"cifar": "CIFAR (16-64 channels)", "imagenet": "ImageNet 18/34"}.get,
-                horizontal=True,
-            )
-            stages = None
-            if family == "cifar":
-                depth = st.selectbox("Depth", ga.CIFAR_DEPTHS, key=state.GRAD_DEPTH_CIFAR)
-                stages = ga.parse_stage_sizes(
-                    st.text_input(
-                        "Or blocks per stage",
-                        key=state.GRAD_STAGES,
-                        placeholder="e.g. 30,30,30 (182 layers)",
-                        help="Deeper or uneven CIFAR nets: 6·blocks+2 layers. Blank uses the depth above.",
-                    )
-                )
-            else:
-                depth = st.selectbox("Depth", ga.IMAGENET_DEPTHS, key=state.GRAD_DEPTH_IMAGENET)
+            family, depth, stages = _network_widgets()
         with c2:
-            bn = st.toggle("BatchNorm", value=True, key=state.GRAD_BN)
-            init = st.selectbox(
-                "Initialization",
-                ["kaiming", "xavier", "default"],
-                key=state.GRAD_INIT,
-                format_func={
-                    "kaiming": "Kaiming (He)",
-                    "xavier": "Xavier (Glorot)",
-                    "default": "PyTorch default",
-                }.get,
-            )
-            seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=state.GRAD_SEED)
+            bn, init, seed = _init_widgets()
         with c3:
-            zero = st.toggle(
-                "Zero-init branch ends",
-                key=state.GRAD_ZERO_INIT,
-                help="Every block starts as the identity (Goyal et al. 2017); tames the no-BN residual net.",
-            )
-            scale = st.number_input(
-                "Branch scale",
-                min_value=0.0,
-                max_value=10.0,
-                value=1.0,
-                step=0.05,
-                key=state.GRAD_BRANCH_SCALE,
-                help="F(x) is multiplied by this before the addition (SkipInit / Fixup-style; try 0.1).",
-            )
+            zero, scale = _taming_widgets()
         with c4:
-            source = st.selectbox(
-                "Batch", list(ga.BATCH_SOURCES), key=state.GRAD_SOURCE, format_func=ga.BATCH_SOURCES.get
-            )
-            labels = st.radio(
-                "Loss", list(ga.LABEL_KINDS), key=state.GRAD_LABELS, format_func=ga.LABEL_KINDS.get
-            )
-            b1, b2 = st.columns(2)
-            batch_size = b1.selectbox("Batch size", [4, 8, 16, 32, 64, 128], index=3, key=state.GRAD_BATCH)
-            size = b2.selectbox("Input size", [16, 32, 64, 128], index=1, key=state.GRAD_SIZE)
-    twins = ga.TwinSettings(
+            source, labels, batch_size, size = _batch_widgets()
+    twins = TwinSettings(
         depth=int(depth),
         imagenet=family == "imagenet",
         layers=stages,
@@ -133,7 +84,78 @@ def _settings():
         seed=int(seed),
     )
     twins.config()  # fail early, with a sentence, on an impossible combination
-    return twins, ga.BatchSettings(source, labels, int(batch_size), int(size), int(seed))
+    return twins, BatchSettings(source, labels, int(batch_size), int(size), int(seed))
+
+
+def _network_widgets():
+    from resviz.analysis.twins import CIFAR_DEPTHS, IMAGENET_DEPTHS, parse_stage_sizes
+
+    family = st.radio(
+        "Networks",
+        ["cifar", "imagenet"],
+        key=state.GRAD_FAMILY,
+        format_func={"cifar": "CIFAR (16-64 channels)", "imagenet": "ImageNet 18/34"}.get,
+        horizontal=True,
+    )
+    stages = None
+    if family == "cifar":
+        depth = st.selectbox("Depth", CIFAR_DEPTHS, key=state.GRAD_DEPTH_CIFAR)
+        stages = parse_stage_sizes(
+            st.text_input(
+                "Or blocks per stage",
+                key=state.GRAD_STAGES,
+                placeholder="e.g. 30,30,30 (182 layers)",
+                help="Deeper or uneven CIFAR nets: 6·blocks+2 layers. Blank uses the depth above.",
+            )
+        )
+    else:
+        depth = st.selectbox("Depth", IMAGENET_DEPTHS, key=state.GRAD_DEPTH_IMAGENET)
+    return family, depth, stages
+
+
+def _init_widgets():
+    bn = st.toggle("BatchNorm", value=True, key=state.GRAD_BN)
+    init = st.selectbox(
+        "Initialization",
+        ["kaiming", "xavier", "default"],
+        key=state.GRAD_INIT,
+        format_func={
+            "kaiming": "Kaiming (He)",
+            "xavier": "Xavier (Glorot)",
+            "default": "PyTorch default",
+        }.get,
+    )
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=state.GRAD_SEED)
+    return bn, init, seed
+
+
+def _taming_widgets():
+    zero = st.toggle(
+        "Zero-init branch ends",
+        key=state.GRAD_ZERO_INIT,
+        help="Every block starts as the identity (Goyal et al. 2017); tames the no-BN residual net.",
+    )
+    scale = st.number_input(
+        "Branch scale",
+        min_value=0.0,
+        max_value=10.0,
+        value=1.0,
+        step=0.05,
+        key=state.GRAD_BRANCH_SCALE,
+        help="F(x) is multiplied by this before the addition (SkipInit / Fixup-style; try 0.1).",
+    )
+    return zero, scale
+
+
+def _batch_widgets():
+    from resviz.analysis.batches import BATCH_SOURCES, LABEL_KINDS
+
+    source = st.selectbox("Batch", list(BATCH_SOURCES), key=state.GRAD_SOURCE, format_func=BATCH_SOURCES.get)
+    labels = st.radio("Loss", list(LABEL_KINDS), key=state.GRAD_LABELS, format_func=LABEL_KINDS.get)
+    b1, b2 = st.columns(2)
+    batch_size = b1.selectbox("Batch size", [4, 8, 16, 32, 64, 128], index=3, key=state.GRAD_BATCH)
+    size = b2.selectbox("Input size", [16, 32, 64, 128], index=1, key=state.GRAD_SIZE)
+    return source, labels, batch_size, size
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -203,7 +225,7 @@ ZERO_INIT_NOTE = (
 
 def _show_pair(pair) -> None:
     """Metrics, the twin chart and the shortcut/branch split of one profiled pair, with CSVs."""
-    from resviz.analysis import gradients as ga
+    from resviz.analysis.gradients import block_rows, profile_rows
     from resviz.plots import gradients as gp
 
     res, plain = pair.residual, pair.plain
@@ -225,18 +247,19 @@ def _show_pair(pair) -> None:
         horizontal=True,
     )
     st.plotly_chart(gp.twin_figure(pair, metric), key="grad_chart_twin")
-    _download("Per-layer norms (CSV)", ga.profile_rows(pair), "gradient_norms_per_layer")
+    _download("Per-layer norms (CSV)", profile_rows(pair), "gradient_norms_per_layer")
     st.subheader("Shortcut or branch?")
     st.caption(
         "How the gradient reaching each block's input splits between the shortcut and the residual "
         "branch (norm of each path's part; the two parts add up as vectors)."
     )
     st.plotly_chart(gp.split_figure(pair), key="grad_chart_split")
-    _download("Per-block split (CSV)", ga.block_rows(pair), "gradient_split_per_block")
+    _download("Per-block split (CSV)", block_rows(pair), "gradient_split_per_block")
 
 
 def _sweep(twins, batch, device: str) -> None:
-    from resviz.analysis import gradients as ga
+    from resviz.analysis.depth_sweep import sweep_from_profiles, sweep_rows, sweep_settings
+    from resviz.analysis.twins import CIFAR_DEPTHS
     from resviz.plots import gradients as gp
 
     st.caption(
@@ -246,8 +269,8 @@ def _sweep(twins, batch, device: str) -> None:
     )
     depths = st.multiselect(
         "Depths",
-        [8, 14, *ga.CIFAR_DEPTHS, 164, 218],
-        default=list(ga.CIFAR_DEPTHS),
+        [8, 14, *CIFAR_DEPTHS, 164, 218],
+        default=list(CIFAR_DEPTHS),
         key=state.GRAD_SWEEP_DEPTHS,
     )
     if not depths:
@@ -263,13 +286,13 @@ def _sweep(twins, batch, device: str) -> None:
     bar = st.progress(0.0, text="Sweeping depths…")
     pairs = []
     for i, depth in enumerate(request[2]):
-        pairs.append(_profile(ga.sweep_settings(twins, depth), batch, device, False))
+        pairs.append(_profile(sweep_settings(twins, depth), batch, device, False))
         bar.progress((i + 1) / len(request[2]), text=f"Depth {depth} done")
     bar.empty()
-    sweep = ga.sweep_from_profiles(pairs, twins, batch)
+    sweep = sweep_from_profiles(pairs, twins, batch)
     st.plotly_chart(gp.sweep_figure(sweep), key="grad_chart_sweep")
     st.plotly_chart(gp.sweep_loss_figure(sweep), key="grad_chart_sweep_loss")
-    _download("Depth sweep (CSV)", ga.sweep_rows(sweep), "gradient_depth_sweep")
+    _download("Depth sweep (CSV)", sweep_rows(sweep), "gradient_depth_sweep")
 
 
 def _set_pending(value: bool) -> None:
@@ -277,7 +300,7 @@ def _set_pending(value: bool) -> None:
 
 
 def _training(twins, batch, device: str) -> None:
-    from resviz.analysis import gradients as ga
+    from resviz.analysis.twin_training import TwinTrainer, training_rows
     from resviz.plots import gradients as gp
 
     st.caption(
@@ -297,7 +320,7 @@ def _training(twins, batch, device: str) -> None:
     trainer = trainers.get(key)
     if train:
         if trainer is None:
-            trainer = ga.TwinTrainer(twins, batch, lr=float(lr), device=device)
+            trainer = TwinTrainer(twins, batch, lr=float(lr), device=device)
             trainers[key] = trainer
             while len(trainers) > MAX_TRAINERS:
                 trainers.pop(next(iter(trainers)))
@@ -320,7 +343,7 @@ def _training(twins, batch, device: str) -> None:
     h1, h2 = st.columns(2)
     h1.plotly_chart(gp.training_heatmap(run, "residual", zrange=zrange), key="grad_chart_heat_res")
     h2.plotly_chart(gp.training_heatmap(run, "plain", zrange=zrange), key="grad_chart_heat_plain")
-    _download("Training record (CSV)", ga.training_rows(run), "gradient_training")
+    _download("Training record (CSV)", training_rows(run), "gradient_training")
 
 
 main()

@@ -10,22 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from resviz.analysis.batches import BatchSettings, make_batch
+from resviz.analysis.depth_sweep import depth_sweep, sweep_rows
 from resviz.analysis.gradients import (
-    BatchSettings,
-    TwinSettings,
-    TwinTrainer,
     block_rows,
-    build_twins,
-    depth_sweep,
     gradient_profile,
-    make_batch,
     profile_rows,
-    sweep_rows,
-    train_twins,
-    training_rows,
     twin_profile,
     weighted_layers,
 )
+from resviz.analysis.twin_training import TwinTrainer, train_twins, training_rows
+from resviz.analysis.twins import TwinSettings, build_twins
 from resviz.cli import main as cli_main
 from resviz.errors import ConfigError, ResvizError
 from resviz.export import to_csv
@@ -388,7 +383,7 @@ def test_zero_init_keeps_the_sweep_finite_and_says_why_the_plain_twin_is_blank(c
 
 
 def test_norms_stay_off_float64_on_the_device_and_do_not_overflow(monkeypatch) -> None:
-    from resviz.analysis.gradients import _norms
+    from resviz.analysis.norms import tensor_norms as _norms
 
     # Apple's MPS has no float64: the norms must not ask the device for it.
     def no_double(self):

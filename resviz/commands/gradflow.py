@@ -7,6 +7,13 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resviz.analysis.batches import BatchSettings
+    from resviz.analysis.gradients import TwinProfile
+    from resviz.analysis.twin_training import TrainingRun
+    from resviz.analysis.twins import TwinSettings
 
 NAME = "gradflow"
 HELP = "Gradient norms per layer of a ResNet and its plain twin (same seed, same batch)."
@@ -54,18 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resviz.analysis.gradients import (
-        BatchSettings,
-        TwinSettings,
-        profile_rows,
-        settings_dict,
-        train_twins,
-        training_rows,
-        twin_profile,
-    )
+    from resviz.analysis.batches import BatchSettings
+    from resviz.analysis.gradients import twin_profile
+    from resviz.analysis.twin_training import train_twins
+    from resviz.analysis.twins import TwinSettings
     from resviz.device import configure_cpu_threads
     from resviz.errors import ConfigError
-    from resviz.export import to_csv
 
     configure_cpu_threads()
     twins = TwinSettings(
@@ -78,61 +79,80 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     batch = BatchSettings(args.source, args.labels, args.batch, args.size, args.seed)
-    pair = twin_profile(twins, batch, device=args.device)
-    rows = profile_rows(pair)
-    training = None
-    run_ = None
     if args.steps < 0:
         raise ConfigError(f"--steps must be 0 or more, not {args.steps}.")
-    if args.steps > 0:
-        run_ = train_twins(twins, batch, args.steps, lr=args.lr, device=args.device)
-        training = {
-            "layers": list(run_.layer_names),
-            "residual_loss": run_.residual_loss.tolist(),
-            "plain_loss": run_.plain_loss.tolist(),
-            "residual_grad_last_step": run_.residual_grad[-1].tolist(),
-            "plain_grad_last_step": run_.plain_grad[-1].tolist(),
-        }
+    pair = twin_profile(twins, batch, device=args.device)
+    run_ = train_twins(twins, batch, args.steps, lr=args.lr, device=args.device) if args.steps else None
     if args.json:
-        doc = {
-            "twins": settings_dict(twins),
-            "batch": settings_dict(batch),
-            "loss": {"residual": pair.residual.loss, "plain": pair.plain.loss},
-            "first_last_ratio": {
-                "residual": pair.residual.first_last_ratio,
-                "plain": pair.plain.first_last_ratio,
-            },
-            "layers": rows,
-            "training": training,
-        }
-        # Strict JSON: a diverged loss or an overflowed norm is null, never Infinity/NaN.
-        print(json.dumps(_finite_or_null(doc), indent=2, allow_nan=False))
-        return 0
-    if args.csv:
-        tables = [(args.csv, rows)]
+        _print_json(twins, batch, pair, run_)
+    elif args.csv:
+        _write_csv(args.csv, pair, run_)
+    else:
+        _print_table(pair)
         if run_ is not None:
-            tables.append((_training_path(args.csv), training_rows(run_)))
-        for i, (path, table) in enumerate(tables):
-            if args.csv == "-":
-                sys.stdout.write(("\n" if i else "") + to_csv(table))
-            else:
-                with open(path, "w", encoding="utf-8", newline="") as f:
-                    f.write(to_csv(table))
-                print(f"wrote {len(table)} rows to {path}")
-        return 0
-    _print_table(pair)
-    if training is not None:
-        print(f"\nafter {args.steps} SGD steps (lr {args.lr:g}):")
-        print(
-            f"  loss  {pair.residual.model}: {training['residual_loss'][-1]:.4g}   "
-            f"{pair.plain.model}: {training['plain_loss'][-1]:.4g}"
-        )
-        width = max(len(n) for n in training["layers"])
-        for name, r, p in zip(
-            training["layers"], training["residual_grad_last_step"], training["plain_grad_last_step"]
-        ):
-            print(f"  {name:<{width}}  {r:>11.3e}  {p:>11.3e}")
+            _print_training(run_, pair, args.steps, args.lr)
     return 0
+
+
+def _training_summary(run_: TrainingRun | None) -> dict[str, object] | None:
+    if run_ is None:
+        return None
+    return {
+        "layers": list(run_.layer_names),
+        "residual_loss": run_.residual_loss.tolist(),
+        "plain_loss": run_.plain_loss.tolist(),
+        "residual_grad_last_step": run_.residual_grad[-1].tolist(),
+        "plain_grad_last_step": run_.plain_grad[-1].tolist(),
+    }
+
+
+def _print_json(
+    twins: TwinSettings, batch: BatchSettings, pair: TwinProfile, run_: TrainingRun | None
+) -> None:
+    from resviz.analysis.gradients import profile_rows
+    from resviz.analysis.twins import settings_dict
+
+    doc = {
+        "twins": settings_dict(twins),
+        "batch": settings_dict(batch),
+        "loss": {"residual": pair.residual.loss, "plain": pair.plain.loss},
+        "first_last_ratio": {
+            "residual": pair.residual.first_last_ratio,
+            "plain": pair.plain.first_last_ratio,
+        },
+        "layers": profile_rows(pair),
+        "training": _training_summary(run_),
+    }
+    # Strict JSON: a diverged loss or an overflowed norm is null, never Infinity/NaN.
+    print(json.dumps(_finite_or_null(doc), indent=2, allow_nan=False))
+
+
+def _write_csv(csv: str, pair: TwinProfile, run_: TrainingRun | None) -> None:
+    from resviz.analysis.gradients import profile_rows
+    from resviz.analysis.twin_training import training_rows
+    from resviz.export import to_csv
+
+    tables = [(csv, profile_rows(pair))]
+    if run_ is not None:
+        tables.append((_training_path(csv), training_rows(run_)))
+    for i, (path, table) in enumerate(tables):
+        if csv == "-":
+            sys.stdout.write(("\n" if i else "") + to_csv(table))
+        else:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(to_csv(table))
+            print(f"wrote {len(table)} rows to {path}")
+
+
+def _print_training(run_: TrainingRun, pair: TwinProfile, steps: int, lr: float) -> None:
+    print(f"\nafter {steps} SGD steps (lr {lr:g}):")
+    print(
+        f"  loss  {pair.residual.model}: {run_.residual_loss[-1]:.4g}   "
+        f"{pair.plain.model}: {run_.plain_loss[-1]:.4g}"
+    )
+    width = max(len(n) for n in run_.layer_names)
+    for name, r, p in zip(run_.layer_names, run_.residual_grad[-1], run_.plain_grad[-1]):
+        print(f"  {name:<{width}}  {r:>11.3e}  {p:>11.3e}")
 
 
 def _training_path(path: str) -> str:

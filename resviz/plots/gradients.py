@@ -10,7 +10,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 if TYPE_CHECKING:
-    from resviz.analysis.gradients import DepthSweep, TrainingRun, TwinProfile
+    from resviz.analysis.depth_sweep import DepthSweep
+    from resviz.analysis.gradients import TwinProfile
+    from resviz.analysis.twin_training import TrainingRun
 
 RESIDUAL_COLOR = "#1f77b4"
 PLAIN_COLOR = "#ff7f0e"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import resviz.analysis.gradients as ga
+import resviz.analysis.gradients as ga  # the page imports twin_profile from here
 from ui import state
 
 PAGE = "pages/gradient_flow.py"
