@@ -19,7 +19,7 @@ from resviz.models import (
     model_names,
     twin_name,
 )
-from resviz.models.resnet import PadShortcut, ResidualBlock, ResNet
+from resviz.models.resnet import PadShortcut, ResidualBlock, ResNet, StageInfo
 
 # Variants too big to run a forward pass in the default suite; built on "meta" there, run under `slow`.
 GIANT = {
@@ -64,7 +64,7 @@ def test_giant_variants_build_on_meta(name):
     with torch.device("meta"):
         model = ResNet(get_spec(name).config)
     assert n_params(model) > 0
-    assert len(model.blocks()) == sum(model.config.layers)
+    assert len(model.named_blocks()) == sum(model.config.layers)
 
 
 @pytest.mark.slow
@@ -180,10 +180,10 @@ def test_option_a_refuses_to_drop_channels():
 
 def test_plain_twin_has_no_shortcut_at_all():
     plain = create_model("plain50")
-    assert not any(b.skip or b.downsample is not None for b in plain.blocks())
+    assert not any(b.skip or b.downsample is not None for _, b in plain.named_blocks())
     residual = create_model("resnet50")
     # Exactly the projection shortcuts' parameters are gone.
-    projections = sum(n_params(b.downsample) for b in residual.blocks() if b.downsample is not None)
+    projections = sum(n_params(b.downsample) for _, b in residual.named_blocks() if b.downsample is not None)
     assert n_params(residual) - n_params(plain) == projections > 0
 
 
@@ -203,14 +203,14 @@ def test_residual_and_plain_differ_only_by_the_addition():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert not torch.allclose(residual(x), plain(x))
-        for block in residual.blocks():
+        for _, block in residual.named_blocks():
             block.skip = False
         assert torch.allclose(residual(x), plain(x))
 
 
 def test_single_block_shortcuts_can_be_cut():
     model = create_model("resnet20", no_skip_blocks={"layer2.0", "layer3.2"})
-    skips = {name: b.skip for name, b in model.named_modules() if isinstance(b, ResidualBlock)}
+    skips = {name: b.skip for name, b in model.named_blocks()}
     assert not skips["layer2.0"] and not skips["layer3.2"] and skips["layer1.0"]
     assert model.get_submodule("layer2.0").downsample is None
 
@@ -227,7 +227,7 @@ def test_zero_init_makes_each_branch_start_at_zero():
         outputs = {}
         hooks = [
             b.branch_out.register_forward_hook(lambda m, i, o, b=b, out=outputs: out.__setitem__(b, o))
-            for b in model.blocks()
+            for _, b in model.named_blocks()
         ]
         with torch.no_grad():
             model(input_for(model.config, 1))
@@ -238,10 +238,10 @@ def test_zero_init_makes_each_branch_start_at_zero():
 
 def test_shortcut_options():
     a = create_model("resnet20")
-    assert any(isinstance(b.downsample, PadShortcut) for b in a.blocks())
+    assert any(isinstance(b.downsample, PadShortcut) for _, b in a.named_blocks())
     assert n_params(a) == n_params(create_model("plain20"))  # option A has no parameters
     c = create_model("resnet20", shortcut="C")
-    assert all(isinstance(b.downsample, nn.Sequential) for b in c.blocks())
+    assert all(isinstance(b.downsample, nn.Sequential) for _, b in c.named_blocks())
 
 
 def test_branch_scale_multiplies_the_branch():
@@ -281,7 +281,7 @@ def test_layout_agrees_with_the_built_model(name):
     with torch.device("meta"):
         model = ResNet(get_spec(name).config)
     built = []
-    for block in model.blocks():
+    for _, block in model.named_blocks():
         if not block.skip:
             built.append("none")
         elif block.downsample is None:
@@ -291,4 +291,52 @@ def test_layout_agrees_with_the_built_model(name):
         else:
             built.append("projection")
     assert [b.shortcut for b in block_layout(model.config)] == built
-    assert [b.name for b in block_layout(model.config)] == model.block_names()
+    assert [b.name for b in block_layout(model.config)] == [n for n, _ in model.named_blocks()]
+
+
+# --------------------------------------------------------------------------- feature_info
+
+
+@pytest.mark.parametrize(
+    ("name", "stages"),
+    [
+        ("resnet18", [("layer1", 64, 4), ("layer2", 128, 8), ("layer3", 256, 16), ("layer4", 512, 32)]),
+        ("resnet50", [("layer1", 256, 4), ("layer2", 512, 8), ("layer3", 1024, 16), ("layer4", 2048, 32)]),
+        ("resnet20", [("layer1", 16, 1), ("layer2", 32, 2), ("layer3", 64, 4)]),
+    ],
+)
+def test_feature_info_names_channels_and_reduction(name, stages):
+    with torch.device("meta"):
+        model = ResNet(get_spec(name).config)
+    info = model.feature_info
+    assert [(s.name, s.channels, s.reduction) for s in info] == stages
+    assert info == model.config.feature_info and isinstance(info[0], StageInfo)
+    assert info[0].blocks == tuple(f"layer1.{i}" for i in range(model.config.layers[0]))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet20", "preact_resnet20", "resnet_tiny"])
+def test_feature_info_matches_the_stage_outputs(name):
+    with torch.device("meta"):
+        model = ResNet(get_spec(name).config).eval()
+    size = 64
+    shapes = {}
+    hooks = [
+        model.get_submodule(s.name).register_forward_hook(
+            lambda m, i, o, n=s.name: shapes.__setitem__(n, tuple(o.shape[1:]))
+        )
+        for s in model.feature_info
+    ]
+    model(torch.empty(1, model.config.in_channels, size, size, device="meta"))
+    for h in hooks:
+        h.remove()
+    for s in model.feature_info:
+        assert shapes[s.name] == (s.channels, size // s.reduction, size // s.reduction), s.name
+    assert model.feature_info[-1].channels == model.num_features
+
+
+def test_named_blocks_follow_feature_info():
+    model = create_model("resnet_tiny")
+    named = model.named_blocks()
+    assert [n for n, _ in named] == [b for s in model.feature_info for b in s.blocks]
+    assert all(isinstance(b, ResidualBlock) and model.get_submodule(n) is b for n, b in named)
+    assert [n for n, _ in named] == list(model.config.block_names)

@@ -1,6 +1,6 @@
 """The resviz model zoo. Importing this package does not import torch; building a model does."""
 
-from resviz.models.config import ResNetConfig
+from resviz.models.config import ResNetConfig, StageInfo
 from resviz.models.registry import (
     ModelSpec,
     cifar_config,
@@ -16,6 +16,7 @@ from resviz.models.registry import (
 __all__ = [
     "ModelSpec",
     "ResNetConfig",
+    "StageInfo",
     "cifar_config",
     "create_model",
     "get_config",

@@ -31,6 +31,20 @@ INITS: tuple[str, ...] = ("kaiming", "xavier", "default")
 
 
 @dataclass(frozen=True)
+class StageInfo:
+    """One stage of a ResNet, as timm's ``feature_info`` describes it.
+
+    Lives here, free of torch, so that a config can answer before any model is built; a
+    :class:`resviz.models.resnet.ResNet` hands out the same tuple as ``model.feature_info``.
+    """
+
+    name: str  # "layer1": the stage's module name
+    channels: int  # output channels of the stage
+    reduction: int  # total stride at the stage's output relative to the input (4 = H/4 x W/4)
+    blocks: tuple[str, ...]  # dotted block names in forward order: "layer1.0", "layer1.1", ...
+
+
+@dataclass(frozen=True)
 class ResNetConfig:
     """Everything needed to build one ResNet; ``dataclasses.replace`` makes a variant of it."""
 
@@ -74,8 +88,25 @@ class ResNetConfig:
         return 1 + per_block * sum(self.layers) + 1
 
     @property
+    def feature_info(self) -> tuple[StageInfo, ...]:
+        """The stages this config builds: name, output channels, total stride and block names."""
+        # The ImageNet stem halves H and W twice (7x7/2 conv, 3x3/2 max-pool); the CIFAR stem keeps
+        # them. Every stage after the first halves them again in its first block.
+        stem = 4 if self.stem == "imagenet" else 1
+        return tuple(
+            StageInfo(
+                name=f"layer{s + 1}",
+                channels=width * self.expansion,
+                reduction=stem * 2**s,
+                blocks=tuple(f"layer{s + 1}.{b}" for b in range(n)),
+            )
+            for s, (n, width) in enumerate(zip(self.layers, self.widths, strict=True))
+        )
+
+    @property
     def block_names(self) -> tuple[str, ...]:
-        return tuple(f"layer{s + 1}.{b}" for s, n in enumerate(self.layers) for b in range(n))
+        """Every block's dotted name in forward order (what ``no_skip_blocks`` may name)."""
+        return tuple(b for stage in self.feature_info for b in stage.blocks)
 
     def block_has_skip(self, block_name: str) -> bool:
         return self.skip and block_name not in self.no_skip_blocks

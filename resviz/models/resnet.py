@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resviz.errors import ConfigError
-from resviz.models.config import ResNetConfig
+from resviz.models.config import ResNetConfig, StageInfo
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -165,9 +165,16 @@ class ResNet(nn.Module):
     Args:
         config: the architecture; ``config.skip=False`` builds the plain twin.
 
+    Attributes:
+        feature_info: one :class:`StageInfo` per stage (name, output channels, total stride, block
+            names), the one way to ask a model for its stages and blocks; ``named_blocks()`` gives
+            the block modules themselves.
+
     Shape:
         input ``(N, in_channels, H, W)`` -> logits ``(N, num_classes)``.
     """
+
+    feature_info: tuple[StageInfo, ...]
 
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__()
@@ -183,17 +190,17 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if cfg.stem == "imagenet" else None
 
+        # The config describes the stages; building from that description keeps the modules' names
+        # and feature_info from ever disagreeing.
+        self.feature_info = cfg.feature_info
         in_planes = cfg.stem_width
-        self.stage_names: list[str] = []
-        for s, (n_blocks, width) in enumerate(zip(cfg.layers, cfg.widths, strict=True)):
+        for s, (stage, width) in enumerate(zip(self.feature_info, cfg.widths, strict=True)):
             blocks = []
-            for b in range(n_blocks):
+            for b, block_name in enumerate(stage.blocks):
                 stride = 2 if (s > 0 and b == 0) else 1
-                skip = cfg.block_has_skip(f"layer{s + 1}.{b}")
-                blocks.append(block(in_planes, width, stride, cfg, skip))
+                blocks.append(block(in_planes, width, stride, cfg, cfg.block_has_skip(block_name)))
                 in_planes = width * block.expansion
-            self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
-            self.stage_names.append(f"layer{s + 1}")
+            self.add_module(stage.name, nn.Sequential(*blocks))
         self.final_bn = norm(in_planes, cfg.batchnorm) if cfg.preact else None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_planes, cfg.num_classes)
@@ -222,15 +229,26 @@ class ResNet(nn.Module):
                     m.reset_parameters()
         if cfg.zero_init_residual:
             # Each block starts as the identity (Goyal et al. 2017, https://arxiv.org/abs/1706.02677).
-            for m in self.blocks():
+            for _, m in self.named_blocks():
                 last = getattr(m, m.last_conv if cfg.preact or not cfg.batchnorm else m.last_norm)
                 nn.init.zeros_(last.weight)
 
-    def blocks(self) -> list[ResidualBlock]:
-        return [m for m in self.modules() if isinstance(m, ResidualBlock)]
+    def named_blocks(self) -> list[tuple[str, ResidualBlock]]:
+        """``(dotted name, block)`` for every residual block, in forward order."""
+        return [(name, self.get_submodule(name)) for s in self.feature_info for name in s.blocks]  # type: ignore[misc]
 
+    # alias: remove once training/gradients/ui use feature_info
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.feature_info]
+
+    # alias: remove once training/gradients/ui use feature_info
     def block_names(self) -> list[str]:
-        return [name for name, m in self.named_modules() if isinstance(m, ResidualBlock)]
+        return [name for s in self.feature_info for name in s.blocks]
+
+    # alias: remove once training/gradients/ui use feature_info
+    def blocks(self) -> list[ResidualBlock]:
+        return [m for _, m in self.named_blocks()]
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Stem and stages: ``(N, C, H, W)`` -> ``(N, num_features, H', W')``."""
@@ -239,8 +257,8 @@ class ResNet(nn.Module):
             x = self.relu(self.bn1(x))
         if self.maxpool is not None:
             x = self.maxpool(x)
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
+        for stage in self.feature_info:
+            x = getattr(self, stage.name)(x)
         if self.final_bn is not None:
             x = self.relu(self.final_bn(x))
         return x
