@@ -35,7 +35,8 @@ def main() -> None:
     configure_cpu_threads()
     model = create_model(args.model, seed=0).eval()
     x = torch.randn(1, 3, args.size, args.size)
-    blocks = model.block_names()
+    named = model.named_blocks()
+    blocks = [name for name, _ in named]
 
     def bare() -> None:
         with torch.no_grad():
@@ -44,7 +45,7 @@ def main() -> None:
     def captured() -> None:
         capture_activations(model, x, blocks, max_bytes=None)
 
-    modules = [model.get_submodule(b) for b in blocks]
+    modules = [m for _, m in named]
 
     def plain_hooks() -> None:
         store = []

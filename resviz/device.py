@@ -42,6 +42,12 @@ def resolve_device(preference: str | torch.device | None = "auto") -> torch.devi
     return torch.device(pref)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without parameters)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def describe_device(device: torch.device | str) -> str:
     """A label for people: ``"NVIDIA H100 80GB HBM3 (cuda:0)"``, ``"CPU (2 threads)"``."""
     device = torch.device(device)

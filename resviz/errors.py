@@ -30,6 +30,18 @@ class LayerNotFoundError(ResvizError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class LayerNotUsedError(ResvizError, ValueError):
+    """A layer the model has but never calls in its forward pass (a plain block's shortcut tap)."""
+
+    @classmethod
+    def for_layer(cls, name: str) -> LayerNotUsedError:
+        """The error for layer ``name``, with the one sentence every analysis uses."""
+        return cls(
+            f"Layer {name!r} is not used by this model's forward pass "
+            "(a plain block has no shortcut, for example); choose another layer."
+        )
+
+
 class ImageError(ResvizError, ValueError):
     """An image file that cannot be used (not an image, truncated, too large...)."""
 

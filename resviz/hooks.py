@@ -12,13 +12,18 @@ from __future__ import annotations
 import difflib
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from resviz.errors import LayerNotFoundError
+
+# torch's own hook signatures: a forward hook may return a replacement output, a pre-hook new inputs.
+ForwardHook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
+ForwardPreHook = Callable[[nn.Module, tuple[Any, ...]], Any]
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -100,6 +105,41 @@ def _is_bn_stat(key: str) -> bool:
 
 
 @contextmanager
+def forward_hooks(
+    model: nn.Module,
+    hooks: Mapping[str, ForwardHook] | Iterable[tuple[str, ForwardHook]] = (),
+    *,
+    pre: Mapping[str, ForwardPreHook] | Iterable[tuple[str, ForwardPreHook]] = (),
+) -> Iterator[None]:
+    """Install forward hooks (and pre-hooks) on named modules for the duration of the block.
+
+    The one place resviz registers module hooks: names are checked first (a bad one raises
+    :class:`LayerNotFoundError` before anything is installed), the model's lock is held throughout,
+    and every handle is entered into an :class:`ExitStack` as soon as it exists, so all of them are
+    removed on exit, after an exception too.
+
+    Args:
+        model: the network.
+        hooks: dotted name -> ``hook(module, inputs, output)``, or ``(name, hook)`` pairs when one
+            module takes several. A hook that returns a tensor replaces the module's output.
+        pre: the same for ``hook(module, inputs)``, run before the module's forward.
+
+    Example:
+        >>> with forward_hooks(model, {"layer1.0": lambda m, i, o: print(o.shape)}):
+        ...     model(x)
+    """
+    post_items = list(hooks.items() if isinstance(hooks, Mapping) else hooks)
+    pre_items = list(pre.items() if isinstance(pre, Mapping) else pre)
+    modules = resolve_layers(model, dict.fromkeys(n for n, _ in (*pre_items, *post_items)))
+    with model_lock(model), ExitStack() as stack:
+        for name, fn in pre_items:
+            stack.callback(modules[name].register_forward_pre_hook(fn).remove)
+        for name, fn in post_items:
+            stack.callback(modules[name].register_forward_hook(fn).remove)
+        yield
+
+
+@contextmanager
 def capture_outputs(
     model: nn.Module, names: Iterable[str], *, detach: bool = True, to_cpu: bool = False
 ) -> Iterator[dict[str, Tensor]]:
@@ -113,19 +153,16 @@ def capture_outputs(
     A module called more than once keeps its last output. Modules never called (the shortcut tap of
     a plain block, say) are absent from the dict.
     """
-    modules = resolve_layers(model, list(names))
     captured: dict[str, Tensor] = {}
 
-    def make_hook(name: str):
+    def make_hook(name: str) -> ForwardHook:
         def hook(_module: nn.Module, _inputs: object, output: Tensor) -> None:
             out = output.detach() if detach else output
             captured[name] = out.cpu() if to_cpu else out
 
         return hook
 
-    with model_lock(model), ExitStack() as stack:
-        for name, module in modules.items():
-            stack.callback(module.register_forward_hook(make_hook(name)).remove)
+    with forward_hooks(model, {name: make_hook(name) for name in names}):
         yield captured
 
 
@@ -136,10 +173,9 @@ def capture_gradients(model: nn.Module, names: Iterable[str]) -> Iterator[dict[s
     A tensor hook is registered on each output from inside a forward hook: it fires when autograd
     reaches that tensor, without the caveats of module backward hooks.
     """
-    modules = resolve_layers(model, list(names))
     grads: dict[str, Tensor] = {}
 
-    def make_hook(name: str):
+    def make_hook(name: str) -> ForwardHook:
         def hook(_module: nn.Module, _inputs: object, output: Tensor) -> None:
             if isinstance(output, Tensor) and output.requires_grad:
 
@@ -150,7 +186,5 @@ def capture_gradients(model: nn.Module, names: Iterable[str]) -> Iterator[dict[s
 
         return hook
 
-    with model_lock(model), ExitStack() as stack:
-        for name, module in modules.items():
-            stack.callback(module.register_forward_hook(make_hook(name)).remove)
+    with forward_hooks(model, {name: make_hook(name) for name in names}):
         yield grads

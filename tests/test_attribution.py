@@ -25,7 +25,7 @@ from resviz.analysis.attribution import (
     occlusion_plan,
     parse_target,
 )
-from resviz.errors import LayerNotFoundError, ResvizError
+from resviz.errors import LayerNotFoundError, LayerNotUsedError, ResvizError
 from resviz.hooks import capture_gradients, capture_outputs, hook_count, model_lock
 from resviz.models import create_model, make_twin
 
@@ -265,8 +265,9 @@ def test_targets_and_errors(tiny):
     with pytest.raises(AttributionError, match="3-channel"):
         grad_cam(tiny, torch.zeros(1, 1, 32, 32))
     plain = create_model("plain_resnet_tiny", seed=0).eval()
-    with pytest.raises(AttributionError, match="not used"):
+    with pytest.raises(LayerNotUsedError, match="not used by this model's forward pass"):
         grad_cam(plain, x, "layer2.0.shortcut_out")
+    assert hook_count(plain) == 0
     assert all(isinstance(e, ResvizError) for e in (AttributionError("x"), LayerNotFoundError("y")))
 
 
@@ -281,9 +282,30 @@ def test_parse_target():
         parse_target("3", names, 3)
 
 
+def test_layer_not_used_is_one_error_with_one_sentence():
+    from resviz.analysis import features
+
+    plain = create_model("plain_resnet_tiny", seed=0).eval()
+    layer = "layer2.0.shortcut_out"
+    with pytest.raises(LayerNotUsedError) as from_cam:
+        grad_cam(plain, _inputs(1), layer)
+    with pytest.raises(LayerNotUsedError) as from_features:
+        features.capture_activations(plain, _inputs(1), [layer])
+    assert features.LayerNotUsedError is LayerNotUsedError
+    assert str(from_cam.value) == str(from_features.value) == str(LayerNotUsedError.for_layer(layer))
+    assert isinstance(from_cam.value, ResvizError)
+
+
+def test_default_layer_is_the_last_stage_or_the_last_conv(tiny):
+    assert default_layer(tiny) == tiny.feature_info[-1].name == "layer4"
+    assert default_layer(create_model("resnet20")) == "layer3"
+    assert default_layer(HandNet()) == "features"
+
+
 def test_layer_choices(tiny):
     choices = layer_choices(tiny)
     assert choices[:4] == ["layer1", "layer2", "layer3", "layer4"]
+    assert choices[4:6] == ["layer1.0", "layer2.0"]
     assert "layer4.0" in choices and "layer4.0.conv2" in choices
     assert "fc" not in choices and "" not in choices
     plain = create_model("plain_resnet_tiny", seed=0)
@@ -349,15 +371,15 @@ def test_two_threads_on_one_model(tiny, method):
 
 
 @pytest.mark.parametrize(
-    ("layer", "skip", "words"),
+    ("layer", "skip", "error", "words"),
     [
-        ("fc", True, "spatial output"),
-        ("layer2.0.shortcut_out", False, "not used by this model's forward pass"),
+        ("fc", True, AttributionError, "spatial output"),
+        ("layer2.0.shortcut_out", False, LayerNotUsedError, "not used by this model's forward pass"),
     ],
 )
-def test_guided_gradcam_checks_the_layer_first(layer, skip, words):
+def test_guided_gradcam_checks_the_layer_first(layer, skip, error, words):
     model = create_model("resnet_tiny", seed=0, skip=skip).eval()
-    with pytest.raises(AttributionError, match=words):
+    with pytest.raises(error, match=words):
         attribute(model, _inputs(1), "guided_gradcam", layer=layer)
     assert hook_count(model) == 0
 

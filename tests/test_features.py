@@ -18,14 +18,19 @@ from resviz.analysis.features import (
     channel_range,
     depth_statistics,
     estimate_bytes,
+    layer_options,
     top_channels,
     twin_statistics,
 )
 from resviz.cli import main as cli
-from resviz.errors import LayerNotFoundError
+from resviz.errors import LayerNotFoundError, ResvizError
 from resviz.hooks import hook_count
 from resviz.models import create_model
 from resviz.plots.features import block_figure, depth_figure, grid_figure, mosaic_png, tile_maps
+
+
+def _blocks(model) -> list[str]:
+    return [name for name, _ in model.named_blocks()]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +44,8 @@ def x():
 
 
 def test_block_signals_add_up(tiny, x):
-    acts = capture_activations(tiny, x, ["conv1"], blocks=tiny.block_names())
-    for name in tiny.block_names():
+    acts = capture_activations(tiny, x, ["conv1"], blocks=_blocks(tiny))
+    for name in _blocks(tiny):
         b = acts.block(name)
         assert b.branch.shape == b.output.shape and b.branch.dtype == np.float32
         np.testing.assert_allclose(np.maximum(b.branch + b.shortcut, 0), b.output, atol=1e-5)
@@ -72,8 +77,8 @@ def test_capture_matches_a_plain_forward(tiny, x):
 
 
 def test_memory_estimate_is_exact_and_checked_first(tiny, x):
-    names = capture_names(["conv1"], tiny.block_names())
-    acts = capture_activations(tiny, x, ["conv1"], blocks=tiny.block_names())
+    names = capture_names(["conv1"], _blocks(tiny))
+    acts = capture_activations(tiny, x, ["conv1"], blocks=_blocks(tiny))
     assert estimate_bytes(tiny, names, tuple(x.shape)) == acts.nbytes
     with pytest.raises(CaptureTooLargeError, match="MB"):
         capture_activations(tiny, x, ["conv1"], max_bytes=1000)
@@ -86,7 +91,7 @@ def test_estimate_for_the_largest_models_costs_no_memory():
     for name, shape in (("resnet152", (1, 3, 224, 224)), ("resnet1202", (1, 3, 32, 32))):
         with torch.device("meta"):
             model = create_model(get_config(name))
-        need = estimate_bytes(model, capture_names(blocks=model.block_names()), shape)
+        need = estimate_bytes(model, capture_names(blocks=_blocks(model)), shape)
         assert 10 * 2**20 < need < 512 * 2**20, (name, need)  # under the default limit, known in advance
 
 
@@ -119,7 +124,7 @@ def test_model_modes_and_bn_statistics_are_untouched(x):
 
 def test_two_threads_on_one_shared_model_get_their_own_results(tiny):
     inputs = [torch.randn(1, 3, 40, 40, generator=torch.Generator().manual_seed(s)) for s in range(2)]
-    blocks = tiny.block_names()
+    blocks = _blocks(tiny)
     expected = [capture_activations(tiny, xi, blocks=blocks) for xi in inputs]
     expected_stats = [depth_statistics(tiny, xi).mean for xi in inputs]
     failures: list[str] = []
@@ -148,9 +153,9 @@ def test_depth_statistics_by_hand(x):
     # zero_init_residual: every branch ends in a BN with gamma 0 (beta 0), so F(x) = 0 exactly.
     model = create_model("resnet_tiny", seed=0, zero_init_residual=True).eval()
     stats = depth_statistics(model, x)
-    assert stats.blocks == tuple(model.block_names())
+    assert stats.blocks == tuple(_blocks(model))
     np.testing.assert_array_equal(stats.branch_ratio, 0.0)
-    acts = capture_activations(model, x, blocks=model.block_names())
+    acts = capture_activations(model, x, blocks=_blocks(model))
     for i, name in enumerate(stats.blocks):
         out = acts.block(name).output
         assert stats.mean[i] == pytest.approx(out.mean(), rel=1e-5)
@@ -167,6 +172,48 @@ def test_twin_statistics_residual_and_plain(tiny, x):
     # The first block sees the same input and has the same weights: same branch, so same ratio.
     assert residual.branch_ratio[0] == pytest.approx(plain.branch_ratio[0], rel=1e-5)
     assert not np.allclose(residual.mean, plain.mean)
+
+
+def test_layer_options_follow_feature_info():
+    model = create_model("resnet20")  # three stages of three blocks
+    opts = layer_options(model)
+    assert opts.names[:6] == ("conv1", "layer1", "layer1.0", "layer1.1", "layer1.2", "layer2")
+    assert len(opts.names) == 1 + 3 + 9 and opts.stages == ("layer1", "layer2", "layer3")
+    assert opts.blocks == tuple(_blocks(model)) and opts.default == "layer1.0"
+    assert opts.layers == ("conv1", "layer1", "layer2", "layer3")
+    assert opts.block_of["layer2"] == "layer2.2" and opts.block_of["layer2.1"] == "layer2.1"
+    assert "conv1" not in opts.block_of
+    assert [opts.label(n) for n in ("conv1", "layer3", "layer3.0")] == [
+        "conv1 (stem)",
+        "layer3 (stage output)",
+        "layer3.0 (residual block)",
+    ]
+
+
+def test_a_stage_output_is_its_last_blocks_output(tiny, x):
+    opts = layer_options(tiny)
+    acts = capture_activations(tiny, x, opts.layers, blocks=opts.blocks)
+    for stage in opts.stages:
+        np.testing.assert_array_equal(acts.maps[stage], acts.block(opts.block_of[stage]).output)
+
+
+def test_npz_round_trip(tiny, x):
+    acts = capture_activations(tiny, x, ["layer2"], blocks=["layer2.0"])
+    view = np.zeros((48, 48, 3), np.float32)
+    data = np.load(io.BytesIO(acts.to_npz("layer2", [3, 1], image=1, block="layer2.0", input_view=view)))
+    assert list(data) == ["maps", "channels", "input_view", "branch", "output", "shortcut"]
+    np.testing.assert_array_equal(data["maps"], acts.maps["layer2"][1][[3, 1]])
+    np.testing.assert_array_equal(data["channels"], [3, 1])
+    np.testing.assert_array_equal(data["input_view"], view)
+    bm = acts.block("layer2.0")
+    for key in ("branch", "output", "shortcut"):
+        np.testing.assert_array_equal(data[key], getattr(bm, key)[1][[3, 1]])
+    plain = create_model("resnet_tiny", seed=0, skip=False).eval()
+    plain_acts = capture_activations(plain, x, blocks=["layer2.0"])
+    assert "shortcut" not in np.load(io.BytesIO(plain_acts.to_npz("layer2.0", [0], block="layer2.0")))
+    assert list(np.load(io.BytesIO(acts.to_npz("layer2", [0])))) == ["maps", "channels"]
+    with pytest.raises(ResvizError, match="not captured"):
+        acts.to_npz("layer3", [0])
 
 
 def test_channel_choice():

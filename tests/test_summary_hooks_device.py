@@ -15,9 +15,16 @@ import torch
 
 from resviz import cli
 from resviz.analysis.summary import summarize, summarize_torchvision, weighted_depth
-from resviz.device import describe_device, oom_guard, resolve_device
+from resviz.device import describe_device, model_device, oom_guard, resolve_device
 from resviz.errors import DeviceError, LayerNotFoundError
-from resviz.hooks import capture_gradients, capture_outputs, hook_count, preserve_model_state
+from resviz.hooks import (
+    capture_gradients,
+    capture_outputs,
+    forward_hooks,
+    hook_count,
+    model_lock,
+    preserve_model_state,
+)
 from resviz.models import create_model
 
 # ----------------------------------------------------------------------------------- summary
@@ -122,6 +129,52 @@ def test_capture_gradients_matches_autograd():
     assert hook_count(model) == 0
 
 
+def test_forward_hooks_run_in_order_replace_outputs_and_go_away():
+    model = create_model("resnet8").eval()
+    x = torch.randn(1, 3, 16, 16)
+    calls = []
+
+    def record(tag: str):
+        return lambda _m, *args: calls.append(tag)
+
+    def zero(_m, _i, out):
+        return torch.zeros_like(out)
+
+    with forward_hooks(
+        model,
+        [("layer1.0", record("post a")), ("layer1.0", record("post b")), ("layer3", zero)],
+        pre={"layer1.0": record("pre")},
+    ):
+        assert hook_count(model) == 4
+        with torch.no_grad():
+            features = model.forward_features(x)
+    assert calls == ["pre", "post a", "post b"]
+    assert not features.any()  # layer3's output was replaced
+    assert hook_count(model) == 0
+
+
+def test_forward_hooks_check_names_first_and_clean_up_after_failure():
+    model = create_model("resnet8").eval()
+    with (
+        pytest.raises(LayerNotFoundError, match="layer2"),
+        forward_hooks(model, {"layer2": print, "layer9": print}),
+    ):
+        pass
+    assert hook_count(model) == 0
+
+    def boom(*_args):
+        raise RuntimeError("hook failed")
+
+    with pytest.raises(RuntimeError, match="hook failed"), forward_hooks(model, {"layer2.0": boom}):
+        model(torch.randn(1, 3, 16, 16))
+    assert hook_count(model) == 0
+    released = []
+    t = threading.Thread(target=lambda: released.append(model_lock(model).acquire(timeout=5)))
+    t.start()
+    t.join()
+    assert released == [True]
+
+
 def test_preserve_model_state_restores_modes_and_batchnorm_statistics():
     model = create_model("resnet8").eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -168,6 +221,16 @@ def test_auto_device_and_missing_devices():
             resolve_device("cuda")
     with pytest.raises(DeviceError, match="Unknown device"):
         resolve_device("tpu")
+
+
+def test_model_device_is_the_first_parameters():
+    model = create_model("resnet8")
+    assert model_device(model) == torch.device("cpu")
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # no parameters at all
+    with torch.device("meta"):
+        assert model_device(create_model("resnet8")).type == "meta"
+    if torch.cuda.is_available():
+        assert model_device(model.to("cuda")).type == "cuda"
 
 
 def test_out_of_memory_becomes_a_sentence():

@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resviz.device import oom_guard
-from resviz.errors import ResvizError
-from resviz.hooks import model_lock, preserve_model_state, resolve_layers
+from resviz.device import model_device, oom_guard
+from resviz.errors import LayerNotUsedError, ResvizError
+from resviz.hooks import forward_hooks, model_lock, preserve_model_state, resolve_layers
+from resviz.models.resnet import ResNet
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -132,10 +133,12 @@ class AttributionResult:
 
 
 def default_layer(model: nn.Module) -> str:
-    """The last stage (``layer4`` for ImageNet ResNets, ``layer3`` for CIFAR ones)."""
-    stages = getattr(model, "stage_names", None)
-    if stages:
-        return stages[-1]
+    """The last stage (``layer4`` for ImageNet ResNets, ``layer3`` for CIFAR ones).
+
+    Any other classifier gets its last convolution.
+    """
+    if isinstance(model, ResNet):
+        return model.feature_info[-1].name
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise AttributionError("The model has no convolutional layer for Grad-CAM.")
@@ -144,8 +147,9 @@ def default_layer(model: nn.Module) -> str:
 
 def layer_choices(model: nn.Module) -> list[str]:
     """Layers Grad-CAM can use, coarse to fine: stages, blocks, then every other spatial module."""
-    stages = list(getattr(model, "stage_names", []))
-    blocks = [n for n in (model.block_names() if hasattr(model, "block_names") else [])]
+    info = model.feature_info if isinstance(model, ResNet) else ()
+    stages = [s.name for s in info]
+    blocks = [b for s in info for b in s.blocks]
     skip = {"", "fc", "avgpool", *stages, *blocks}
     modules = dict(model.named_modules())
 
@@ -172,11 +176,6 @@ def _class_namer(class_name: ClassNamer | Sequence[str] | None) -> ClassNamer:
     return lambda i: names[i] if 0 <= i < len(names) else f"class {i}"
 
 
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def _check_input(model: nn.Module, x: Tensor) -> Tensor:
     if not isinstance(x, Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -186,7 +185,7 @@ def _check_input(model: nn.Module, x: Tensor) -> Tensor:
         raise AttributionError(f"The model takes {channels}-channel images; this batch has {x.shape[1]}.")
     if x.shape[0] == 0:
         raise AttributionError("No images to attribute.")
-    return x.detach().to(_device(model), torch.float32)
+    return x.detach().to(model_device(model), torch.float32)
 
 
 def _num_classes(model: nn.Module, logits: Tensor | None = None) -> int:
@@ -286,12 +285,13 @@ def grad_cam_layers(
 
     Raises:
         LayerNotFoundError: a name the model does not have.
-        AttributionError: a bad input or target, or a layer the forward pass never reaches.
+        LayerNotUsedError: a layer the forward pass never runs (a plain block's shortcut tap).
+        AttributionError: a bad input or target, or a layer without spatial output.
     """
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise AttributionError("Choose at least one layer for Grad-CAM.")
-    modules = resolve_layers(model, layers)
+    resolve_layers(model, layers)  # a bad name fails before the input is checked or moved
     x = _check_input(model, x)
     namer = _class_namer(class_name)
     acts: dict[str, Tensor] = {}
@@ -311,20 +311,11 @@ def grad_cam_layers(
         return hook
 
     with _analysis_mode(model), oom_guard("Grad-CAM"), torch.no_grad():
-        handles = []
-        try:
-            for name, module in modules.items():
-                handles.append(module.register_forward_hook(make_hook(name)))
+        with forward_hooks(model, {name: make_hook(name) for name in layers}):
             logits = model(x)
-        finally:
-            for h in handles:
-                h.remove()
         missing = [n for n in layers if n not in acts]
         if missing:
-            raise AttributionError(
-                f"Layer {missing[0]!r} is not used by this model's forward pass "
-                "(a plain block has no shortcut, for example); choose another layer."
-            )
+            raise LayerNotUsedError.for_layer(missing[0])
         if not logits.requires_grad:
             raise AttributionError("The model's output does not depend on the chosen layer.")
         targets = _targets(target, logits)
@@ -484,7 +475,7 @@ def attribute(
     x = _check_input(model, x)
     namer = _class_namer(class_name)
     with _analysis_mode(model), oom_guard(METHODS[method]):
-        logits = _forward_checking_layer(model, x, layer_name, module)
+        logits = _forward_checking_layer(model, x, layer_name)
         targets = _targets(target, logits)
         t = targets.tolist()
         with warnings.catch_warnings():
@@ -520,30 +511,25 @@ def attribute(
     )
 
 
-def _forward_checking_layer(
-    model: nn.Module, x: Tensor, name: str | None, module: nn.Module | None
-) -> Tensor:
-    """The logits of a gradient-free forward; checks that ``module`` runs with a 4-D output.
+def _forward_checking_layer(model: nn.Module, x: Tensor, name: str | None) -> Tensor:
+    """The logits of a gradient-free forward; checks that layer ``name`` runs with a 4-D output.
 
     Captum's Guided Grad-CAM fails deep inside (an IndexError) on a layer without spatial output
     such as ``fc``, and silently on one that never runs: say so in a sentence before calling it.
     """
     shapes: list[tuple[int, ...]] = []
+
+    def record(_m: nn.Module, _i: object, out: object) -> None:
+        if isinstance(out, Tensor):
+            shapes.append(tuple(out.shape))
+
     with torch.no_grad():
-        if module is None:
+        if name is None:
             return model(x)
-        handle = module.register_forward_hook(
-            lambda _m, _i, out: shapes.append(tuple(out.shape)) if isinstance(out, Tensor) else None
-        )
-        try:
+        with forward_hooks(model, {name: record}):
             logits = model(x)
-        finally:
-            handle.remove()
     if not shapes:
-        raise AttributionError(
-            f"Layer {name!r} is not used by this model's forward pass "
-            "(a plain block has no shortcut, for example); choose another layer."
-        )
+        raise LayerNotUsedError.for_layer(name)
     if len(shapes[0]) != 4:
         raise AttributionError(f"Grad-CAM needs a layer with spatial output (N, C, H, W); {name!r} has none.")
     return logits

@@ -7,6 +7,8 @@ runs in eval mode and leaves modes and BatchNorm statistics as they were; hooks 
   block asked for, its three signals: F(x), the shortcut and the sum) as CPU numpy arrays. How much
   memory that takes is known before the forward pass (:func:`estimate_bytes`, from a shape-only
   pass on the ``meta`` device); a request over ``max_bytes`` is refused with the number.
+* :func:`layer_options` lists the layers a person can pick, in forward order, and which block's
+  signals each one shows.
 * :func:`depth_statistics` reduces every block's signals to a few numbers inside the hooks, so its
   memory does not grow with depth: mean, standard deviation, the fraction of zeros after ReLU,
   the fraction of dead channels, and ``||F(x)|| / ||x||``, how much each block changes its input.
@@ -14,29 +16,36 @@ runs in eval mode and leaves modes and BatchNorm statistics as they were; hooks 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from resviz.device import oom_guard
-from resviz.errors import ResvizError
-from resviz.hooks import block_taps, capture_outputs, model_lock, preserve_model_state, resolve_layers
+from resviz.device import model_device, oom_guard
+from resviz.errors import LayerNotUsedError, ResvizError
+from resviz.hooks import (
+    block_taps,
+    capture_outputs,
+    forward_hooks,
+    model_lock,
+    preserve_model_state,
+    resolve_layers,
+)
+
+if TYPE_CHECKING:
+    from resviz.models.resnet import ResNet
 
 LARGE_BYTES = 512 * 2**20  # requests above this are refused unless the caller raises the limit
 
 
 class CaptureTooLargeError(ResvizError):
     """A capture that would hold more memory than the caller allowed."""
-
-
-class LayerNotUsedError(ResvizError):
-    """A module the model has but never calls in its forward pass (a plain block's shortcut tap)."""
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -83,6 +92,44 @@ class Activations:
             name, self.maps[taps["branch"]], self.maps.get(taps["shortcut"]), self.maps[taps["output"]]
         )
 
+    def to_npz(
+        self,
+        layer: str,
+        channels: Sequence[int],
+        *,
+        image: int = 0,
+        block: str | None = None,
+        input_view: np.ndarray | None = None,
+    ) -> bytes:
+        """Some channels of one layer for one image (and of a block's signals) as a ``.npz`` file.
+
+        Args:
+            layer: a captured name; its ``(C, H, W)`` maps of ``image`` are saved as ``maps``
+                ``(K, H, W)`` for the K ``channels``, which are saved too.
+            channels: channel indices, in the order to save them.
+            image: which image of the batch.
+            block: a captured block whose ``branch``, ``output`` and (where it has one)
+                ``shortcut`` are saved for the same channels.
+            input_view: the image as the network saw it, saved as ``input_view``.
+
+        Returns:
+            The bytes of an uncompressed ``.npz`` (``np.load`` reads it back).
+        """
+        if layer not in self.maps:
+            raise ResvizError(f"Layer {layer!r} was not captured; captured: {', '.join(self.maps)}.")
+        idx = np.asarray(channels)
+        arrays = {"maps": self.maps[layer][image][idx], "channels": idx}
+        if input_view is not None:
+            arrays["input_view"] = input_view
+        if block is not None:
+            bm = self.block(block)
+            arrays |= {"branch": bm.branch[image][idx], "output": bm.output[image][idx]}
+            if bm.shortcut is not None:
+                arrays["shortcut"] = bm.shortcut[image][idx]
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
 
 def capture_names(layers: Iterable[str] = (), blocks: Iterable[str] = ()) -> list[str]:
     """The dotted names to hook: ``layers`` plus branch, shortcut and output of each block."""
@@ -103,14 +150,14 @@ def _output_shapes(config: object, input_shape: tuple[int, ...]) -> Mapping[str,
     with torch.device("meta"):
         model = ResNet(config).eval()  # type: ignore[arg-type]
         shapes: dict[str, tuple[int, ...]] = {}
-        with ExitStack() as stack:
-            for name, module in model.named_modules():
-                if name:
 
-                    def hook(_m: nn.Module, _i: object, out: Tensor, name: str = name) -> None:
-                        shapes[name] = tuple(out.shape)
+        def record(name: str):
+            def hook(_m: nn.Module, _i: object, out: Tensor) -> None:
+                shapes[name] = tuple(out.shape)
 
-                    stack.callback(module.register_forward_hook(hook).remove)
+            return hook
+
+        with forward_hooks(model, {name: record(name) for name, _ in model.named_modules() if name}):
             model(torch.empty(input_shape))
     return MappingProxyType(shapes)
 
@@ -165,7 +212,7 @@ def capture_activations(
                 f"Capturing {len(names)} layer(s) for {x.shape[0]} image(s) would hold about "
                 f"{need / 2**20:,.0f} MB (limit {max_bytes / 2**20:,.0f} MB); ask for fewer layers or images."
             )
-    device = _device_of(model)
+    device = model_device(model)
     with (
         preserve_model_state(model),
         oom_guard("Capturing activations"),
@@ -176,10 +223,7 @@ def capture_activations(
         captured = dict(acts)
     missing = [n for n in layers if n not in captured]
     if missing:
-        raise LayerNotUsedError(
-            f"Layer {missing[0]!r} is not used by this model's forward pass "
-            "(a plain block has no shortcut, for example); choose another layer."
-        )
+        raise LayerNotUsedError.for_layer(missing[0])
     arrays: dict[str, np.ndarray] = {}
     seen: dict[int, np.ndarray] = {}  # a stage and its last block return the same tensor: one copy
     for name in names:
@@ -193,9 +237,64 @@ def capture_activations(
     return Activations(MappingProxyType(arrays), blocks)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+# --------------------------------------------------------------------------- layer choice
+
+STEM = "conv1"  # the stem's convolution: the first layer a person can look at
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """The layers a person can pick in a ResNet, in forward order, and what each one shows.
+
+    Attributes:
+        names: the stem, then each stage followed by its blocks:
+            ``("conv1", "layer1", "layer1.0", "layer1.1", "layer2", ...)``.
+        stem: the stem's layer (``"conv1"``).
+        stages: stage names, ``("layer1", ...)``.
+        blocks: every block's dotted name in forward order.
+        block_of: option -> the residual block whose F(x), shortcut and output it shows: a block
+            its own, a stage its last block (whose output the stage's output is); not the stem.
+    """
+
+    names: tuple[str, ...]
+    stem: str
+    stages: tuple[str, ...]
+    blocks: tuple[str, ...]
+    block_of: Mapping[str, str]
+
+    @property
+    def default(self) -> str:
+        """The first block: the first place where a shortcut can be seen."""
+        return self.blocks[0]
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The options that are not blocks (stem and stages), to capture next to ``blocks``."""
+        return (self.stem, *self.stages)
+
+    def label(self, name: str) -> str:
+        """``"conv1 (stem)"``, ``"layer2 (stage output)"``, ``"layer2.0 (residual block)"``."""
+        if name == self.stem:
+            return f"{name} (stem)"
+        return f"{name} (stage output)" if "." not in name else f"{name} (residual block)"
+
+
+def layer_options(model: ResNet) -> LayerOptions:
+    """The layers of ``model`` worth picking, from its ``feature_info`` (see :class:`LayerOptions`)."""
+    info = model.feature_info
+    block_of: dict[str, str] = {}
+    names = [STEM]
+    for stage in info:
+        block_of[stage.name] = stage.blocks[-1]
+        block_of |= {b: b for b in stage.blocks}
+        names += [stage.name, *stage.blocks]
+    return LayerOptions(
+        names=tuple(names),
+        stem=STEM,
+        stages=tuple(s.name for s in info),
+        blocks=tuple(b for s in info for b in s.blocks),
+        block_of=MappingProxyType(block_of),
+    )
 
 
 # --------------------------------------------------------------------------- statistics along depth
@@ -238,14 +337,13 @@ def _norms(t: Tensor) -> Tensor:
     return t.detach().float().flatten(1).norm(dim=1)  # (N,)
 
 
-def depth_statistics(model: nn.Module, x: Tensor, *, label: str = "") -> DepthStats:
+def depth_statistics(model: ResNet, x: Tensor, *, label: str = "") -> DepthStats:
     """Statistics of every residual block's output and branch, for the batch ``x`` ``(N, C, H, W)``.
 
     Each block is reduced to scalars inside its hook and its tensors are dropped, so memory stays
     that of a plain forward pass even for ResNet-1202.
     """
-    blocks = list(model.block_names())  # type: ignore[operator]
-    modules = resolve_layers(model, blocks + [f"{b}.branch_out" for b in blocks])
+    blocks = [name for name, _ in model.named_blocks()]
     acc: dict[str, dict[str, Tensor]] = {b: {} for b in blocks}
 
     def on_input(name: str):
@@ -271,17 +369,14 @@ def depth_statistics(model: nn.Module, x: Tensor, *, label: str = "") -> DepthSt
 
         return hook
 
-    device = _device_of(model)
+    hooks = [(b, on_output(b)) for b in blocks] + [(f"{b}.branch_out", on_branch(b)) for b in blocks]
+    device = model_device(model)
     with (
         preserve_model_state(model),
         oom_guard("The depth statistics"),
         torch.no_grad(),
-        ExitStack() as stack,
+        forward_hooks(model, hooks, pre={b: on_input(b) for b in blocks}),
     ):
-        for b in blocks:
-            stack.callback(modules[b].register_forward_pre_hook(on_input(b)).remove)
-            stack.callback(modules[b].register_forward_hook(on_output(b)).remove)
-            stack.callback(modules[f"{b}.branch_out"].register_forward_hook(on_branch(b)).remove)
         model(x.to(device))
 
     def column(key: str) -> np.ndarray:
@@ -290,7 +385,6 @@ def depth_statistics(model: nn.Module, x: Tensor, *, label: str = "") -> DepthSt
     ratios = torch.stack(
         [(acc[b]["branch_norm"] / acc[b]["in_norm"].clamp_min(1e-12)).mean() for b in blocks]
     )
-    config = getattr(model, "config", None)
     return DepthStats(
         blocks=tuple(blocks),
         mean=column("mean"),
@@ -298,12 +392,12 @@ def depth_statistics(model: nn.Module, x: Tensor, *, label: str = "") -> DepthSt
         zero_fraction=column("zero"),
         dead_channels=column("dead"),
         branch_ratio=_readonly(ratios.cpu().double().numpy()),
-        plain=bool(config is not None and not config.skip),
+        plain=not model.config.skip,
         label=label,
     )
 
 
-def twin_statistics(model: nn.Module, x: Tensor) -> tuple[DepthStats, DepthStats]:
+def twin_statistics(model: ResNet, x: Tensor) -> tuple[DepthStats, DepthStats]:
     """Depth statistics of ``model`` and of its twin (shortcuts flipped, every shared weight equal).
 
     The twin is a fresh copy (:func:`resviz.models.make_twin`), so the shared model is only read.
@@ -314,7 +408,7 @@ def twin_statistics(model: nn.Module, x: Tensor) -> tuple[DepthStats, DepthStats
     from resviz.models import make_twin
 
     with model_lock(model):  # state_dict() must not interleave with another session's analysis
-        twin = make_twin(model).eval()  # type: ignore[arg-type]
+        twin = make_twin(model).eval()
     ours = depth_statistics(model, x)
     theirs = depth_statistics(twin, x)
     return (theirs, ours) if ours.plain else (ours, theirs)

@@ -13,13 +13,13 @@ Shortcut additions are counted separately (``adds``): they are elementwise, not 
 from __future__ import annotations
 
 import copy
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import conv_flop_count
 
+from resviz.hooks import forward_hooks
 from resviz.models.config import ResNetConfig
 from resviz.models.registry import get_spec
 
@@ -155,16 +155,17 @@ def summarize(
 
         return hook
 
-    with ExitStack() as stack, torch.no_grad():
-        for name, mod in meta_model.named_modules():
-            if not name:
-                continue
-            if not any(True for _ in mod.children()) and not isinstance(mod, nn.Identity):
-                stack.callback(mod.register_forward_hook(leaf_hook(name)).remove)
-            if name in blocks:
-                stack.callback(mod.register_forward_hook(block_hook(name)).remove)
-            if "." not in name:
-                stack.callback(mod.register_forward_hook(stage_hook(name)).remove)
+    hooks = []  # (name, hook) pairs: a module may take several, run in this order
+    for name, mod in meta_model.named_modules():
+        if not name:
+            continue
+        if not any(True for _ in mod.children()) and not isinstance(mod, nn.Identity):
+            hooks.append((name, leaf_hook(name)))
+        if name in blocks:
+            hooks.append((name, block_hook(name)))
+        if "." not in name:
+            hooks.append((name, stage_hook(name)))
+    with forward_hooks(meta_model, hooks), torch.no_grad():
         out = meta_model(x)
 
     # Parameters of modules never called in forward (e.g. auxiliary heads) still count in the total.
@@ -254,7 +255,7 @@ def _stage_namer(model: nn.Module):
     from resviz.models.resnet import ResNet
 
     if isinstance(model, ResNet):
-        stages = set(model.stage_names)
+        stages = {s.name for s in model.feature_info}
 
         def stage_of(name: str) -> str:
             top = name.split(".")[0]

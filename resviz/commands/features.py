@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from resviz.analysis.features import capture_activations, channel_range, top_channels
+    from resviz.analysis.features import capture_activations, channel_range, layer_options, top_channels
     from resviz.device import configure_cpu_threads
     from resviz.images import load_file
     from resviz.models.weights import load_model
@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     configure_cpu_threads()
     loaded = load_model(args.model, args.weights, download=True)
     model = loaded.model
-    layer = args.layer or model.block_names()[0]
-    blocks = [layer] if layer in model.block_names() else []
+    options = layer_options(model)
+    layer = args.layer or options.default
+    blocks = [layer] if layer in options.blocks else []
     x = loaded.preprocessing.tensor([image.image])
     acts = capture_activations(
         model, x, [] if blocks else [layer], blocks=blocks, max_bytes=int(args.max_mb * 2**20)

@@ -258,6 +258,7 @@ def create_model(name: str | ResNetConfig, *, seed: int | None = None, **knobs: 
 def make_twin(model: ResNet) -> ResNet:
     """The same network with shortcuts flipped (residual <-> plain), sharing every parameter value
     the two have in common, so that the shortcut is the only difference between them."""
+    from resviz.device import model_device
     from resviz.models.resnet import ResNet
 
     twin = ResNet(model.config.replace(skip=not model.config.skip, no_skip_blocks=frozenset()))
@@ -265,7 +266,7 @@ def make_twin(model: ResNet) -> ResNet:
     theirs = twin.state_dict()
     shared = {k: v for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}
     twin.load_state_dict(shared, strict=False)
-    return twin.to(next(model.parameters()).device)
+    return twin.to(model_device(model))
 
 
 _register_defaults()
