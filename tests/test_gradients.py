@@ -105,7 +105,9 @@ def test_twins_differ_only_in_the_shortcut(settings: TwinSettings) -> None:
     for k, v in ps.items():
         assert torch.equal(v, rs[k]), k
     assert residual.config.replace(skip=False) == plain.config
-    assert all(b.skip for b in residual.blocks()) and not any(b.skip for b in plain.blocks())
+    assert all(b.skip for _, b in residual.named_blocks()) and not any(
+        b.skip for _, b in plain.named_blocks()
+    )
     # ...and the shortcut does change what they compute.
     x, _ = make_batch(BatchSettings(batch_size=2, image_size=32 if settings.imagenet else 8))
     assert not torch.allclose(residual(x), plain(x))
@@ -128,7 +130,7 @@ def test_norms_match_an_independent_autograd_computation() -> None:
     ref = create_model("resnet8", seed=1).train()
     with (
         capture_outputs(ref, ["avgpool"], detach=True) as acts,
-        capture_gradients(ref, ref.block_names()) as grads,
+        capture_gradients(ref, [n for n, _ in ref.named_blocks()]) as grads,
     ):
         logits = ref(x)
         loss = F.cross_entropy(logits, y)

@@ -6,16 +6,20 @@ object when its peak lies inside the object's mask. The shapes dataset carries m
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
 
 from resviz.analysis.attribution import grad_cam
 from resviz.datasets import ImageDataset
 from resviz.errors import ResvizError
 
+if TYPE_CHECKING:
+    from resviz.models.resnet import ResNet
+
 
 def pointing_game(
-    model: nn.Module, data: ImageDataset, *, layer: str | None = None, limit: int = 300, batch: int = 100
+    model: ResNet, data: ImageDataset, *, layer: str | None = None, limit: int = 300, batch: int = 100
 ) -> float:
     """Share of held-out images whose Grad-CAM peak (for the true class) lies inside the object mask.
 
@@ -24,7 +28,7 @@ def pointing_game(
     """
     if data.masks_test is None:
         raise ResvizError(f"The {data.name} dataset has no object masks; the pointing game needs shapes.")
-    layer = layer or model.stage_names[-1]
+    layer = layer or model.feature_info[-1].name
     device = next(model.parameters()).device
     hits = 0
     n = min(limit, len(data.y_test))

@@ -193,7 +193,7 @@ def gradient_profile(
     device = next(model.parameters()).device
     inputs, targets = inputs.to(device), targets.to(device)
     layers = weighted_layers(model)
-    blocks = [(n, m) for n, m in zip(model.block_names(), model.blocks())]
+    blocks = model.named_blocks()
     block_names = [n for n, _ in blocks]
     with (
         oom_guard("The gradient analysis"),
