@@ -12,6 +12,7 @@ import torch
 
 from resviz.analysis.attribution import grad_cam
 from resviz.datasets import ImageDataset
+from resviz.device import model_device
 from resviz.errors import ResvizError
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def pointing_game(
     if data.masks_test is None:
         raise ResvizError(f"The {data.name} dataset has no object masks; the pointing game needs shapes.")
     layer = layer or model.feature_info[-1].name
-    device = next(model.parameters()).device
+    device = model_device(model)
     hits = 0
     n = min(limit, len(data.y_test))
     for i in range(0, n, batch):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from resviz.analysis.batches import BatchSettings, loaded_batch, make_batch
 from resviz.analysis.norms import tensor_norms
 from resviz.analysis.twins import TwinSettings, build_twins, model_name, twin_names
-from resviz.device import oom_guard, resolve_device
+from resviz.device import model_device, oom_guard, resolve_device
 from resviz.errors import ConfigError
-from resviz.hooks import capture_gradients, model_lock, preserve_model_state
+from resviz.hooks import capture_gradients, forward_hooks, model_lock, preserve_model_state
 from resviz.models import make_twin
 
 if TYPE_CHECKING:
@@ -138,27 +138,16 @@ def _record_block_io(model: ResNet) -> Iterator[dict[str, dict[str, Tensor]]]:
     The graph behind them lets the gradient at a block's input be split into what came back through
     each path (a vector-Jacobian product per path). Hooks live only inside this block.
     """
-    from resviz.models.resnet import ResidualBlock
+    record: dict[str, dict[str, Tensor]] = {name: {} for name, _ in model.named_blocks()}
 
-    record: dict[str, dict[str, Tensor]] = {}
-    with model_lock(model), ExitStack() as stack:
-        for name, block in model.named_modules():
-            if not isinstance(block, ResidualBlock):
-                continue
-            slot = record.setdefault(name, {})
+    def keep(name: str, key: str):
+        def hook(_m: nn.Module, inputs: tuple[Tensor, ...], out: Tensor | None = None) -> None:
+            record[name][key] = inputs[0] if out is None else out
 
-            def on_input(_m: nn.Module, inputs: tuple[Tensor, ...], slot=slot) -> None:
-                slot["input"] = inputs[0]
+        return hook
 
-            def on_branch(_m: nn.Module, _i: object, out: Tensor, slot=slot) -> None:
-                slot["branch"] = out
-
-            def on_shortcut(_m: nn.Module, _i: object, out: Tensor, slot=slot) -> None:
-                slot["shortcut"] = out
-
-            stack.callback(block.register_forward_pre_hook(on_input).remove)
-            stack.callback(block.branch_out.register_forward_hook(on_branch).remove)
-            stack.callback(block.shortcut_out.register_forward_hook(on_shortcut).remove)
+    outputs = [(f"{n}.{tap}_out", keep(n, tap)) for n in record for tap in ("branch", "shortcut")]
+    with forward_hooks(model, outputs, pre={n: keep(n, "input") for n in record}):
         yield record
 
 
@@ -190,7 +179,7 @@ def gradient_profile(
     Returns:
         A :class:`GradientProfile`.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     inputs, targets = inputs.to(device), targets.to(device)
     layers = weighted_layers(model)
     blocks = model.named_blocks()

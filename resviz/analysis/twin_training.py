@@ -18,6 +18,7 @@ from resviz.analysis.batches import BatchSettings, make_batch
 from resviz.analysis.gradients import weighted_layers
 from resviz.analysis.norms import tensor_norms
 from resviz.analysis.twins import TwinSettings, build_twins, model_name
+from resviz.device import model_device
 from resviz.errors import ConfigError
 from resviz.training.sgd import Member, per_step, sgd_optimizer, sgd_step
 
@@ -92,7 +93,7 @@ class TwinTrainer:
         """Run ``n`` optimizer steps on both models (the same batch for both at every step)."""
         residual = self.members[0].model
         cfg = residual.config
-        device = next(residual.parameters()).device
+        device = model_device(residual)
         for _ in range(n):
             draw = self.steps_done if self.batch.source == "digits" else 0
             x, y = make_batch(self.batch, in_channels=cfg.in_channels, num_classes=cfg.num_classes, step=draw)
