@@ -71,10 +71,9 @@ def tune_cpu_allocator() -> bool:
 
     By default glibc hands large freed blocks back to the OS, so every pass that keeps activations
     alive a little longer (hooks capturing a layer, gradients asked of intermediate tensors) pays
-    for fresh, zero-filled pages. Measured on 2 CPU cores (bench/bench_features.py, ResNet-50 at
-    224): capturing all 16 blocks cost 1.12-1.22x a bare forward with the defaults and 1.02-1.04x
-    with these settings, and the bare forward itself got about 4% faster. The price: up to 128 MB
-    of freed memory stays with the process.
+    for fresh, zero-filled pages. Keeping them makes hooked passes cost close to a bare forward
+    (bench/bench_features.py prints both ways; the README quotes the figures). The price: up to
+    128 MB of freed memory stays with the process.
 
     Linux with glibc only (elsewhere, or with ``RESVIZ_MALLOC_TUNING=0``, nothing changes). Called
     once per process by :func:`configure_cpu_threads`; returns whether the settings are in force.
