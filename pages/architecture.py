@@ -9,7 +9,15 @@ import streamlit as st
 
 from resviz.analysis.layout import block_layout
 from resviz.errors import ResvizError
-from resviz.models import ResNetConfig, get_config, get_spec, list_models, model_names, twin_name
+from resviz.models import (
+    ModelSpec,
+    ResNetConfig,
+    get_config,
+    get_spec,
+    list_models,
+    model_names,
+    twin_name,
+)
 from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
 from ui import state
@@ -109,34 +117,36 @@ def knobs(name: str, base: ResNetConfig) -> dict:
     return {k: v for k, v in chosen.items() if getattr(base, k) != v}
 
 
-def main() -> None:
-    st.title("Architecture")
+def chosen_model() -> tuple[str, ModelSpec]:
+    """The sidebar's variant (or its plain twin): ``(name, spec)``."""
     name = st.session_state.get(state.MODEL_NAME, DEFAULT_MODEL)
     if st.session_state.get(state.MODEL_PLAIN):
         name = twin_name(name)
-    spec = get_spec(name)
-    st.markdown(f"**{name}**: {spec.description}. Change the model in the sidebar; tune it here.")
+    return name, get_spec(name)
+
+
+def input_size(spec: ModelSpec) -> int:
+    """The input-size slider, starting at the size the variant was designed for."""
     default_size = 224 if spec.config.stem == "imagenet" else 32
-    size = st.select_slider(
+    return st.select_slider(
         "Input size (pixels)",
         [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
         value=default_size,
         key=f"{K}size_{spec.config.stem}",
     )
-    changes = knobs(name, spec.config)  # keyed per model: each starts from its own defaults
-    try:
-        config = get_config(name, **changes)
-        summary = summary_of(config, size, name + (" (modified)" if changes else ""))
-    except ResvizError as exc:
-        st.error(str(exc))
-        return
 
+
+def metrics(summary) -> None:
+    """Depth, parameters, multiply-accumulates and shortcut additions of the whole network."""
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Depth", f"{summary.depth} layers")
     m2.metric("Parameters", f"{summary.params / 1e6:,.2f} M")
     m3.metric("Multiply-accumulates", f"{summary.macs / 1e9:,.2f} G")
     m4.metric("Shortcut additions", f"{summary.adds / 1e6:,.2f} M")
 
+
+def network(config: ResNetConfig, summary) -> None:
+    """Every block with its shortcut, and one block drawn layer by layer."""
     st.plotly_chart(
         network_figure(block_layout(config), f"{summary.label}: blocks and shortcuts"),
         key=f"{K}network",
@@ -144,6 +154,9 @@ def main() -> None:
     with st.expander("What does one block look like?"):
         st.plotly_chart(block_figure(config.block, preact=config.preact, skip=config.skip), key=f"{K}block")
 
+
+def stage_tables(name: str, summary) -> None:
+    """The stage table and the every-layer table, each with its CSV download."""
     st.subheader("Stages")
     st.dataframe(summary.stage_records(), hide_index=True, width="stretch", column_config=COUNTS)
     st.download_button(
@@ -165,6 +178,9 @@ def main() -> None:
             key=f"{K}dl_layers",
         )
 
+
+def comparison(name: str, spec: ModelSpec, summary, size: int) -> None:
+    """A second model of the same family (the plain twin by default) next to this one."""
     st.subheader("Side by side")
     others = [n for n in model_names() if get_spec(n).family == spec.family] or model_names()
     other = st.selectbox(
@@ -191,15 +207,18 @@ def main() -> None:
         key=f"{K}dl_pair",
     )
 
+
+def peers(size: int) -> None:
+    """ResNets against VGG, GoogLeNet and the others, measured at the chosen input size."""
     st.subheader("ResNet among its peers")
     st.markdown(
         "Depth, parameters and multiply-accumulates at the chosen input size, all counted from the "
         "models themselves (torchvision's definitions, built without weights)."
     )
     peer_size = max(size, 64)  # AlexNet and GoogLeNet need at least 64 pixels
-    peers = reference_summaries(peer_size)
-    st.plotly_chart(comparison_figure(peers, highlight=REFERENCE_RESNETS), key=f"{K}peers")
-    peer_rows = [{"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs} for s in peers]
+    summaries = reference_summaries(peer_size)
+    st.plotly_chart(comparison_figure(summaries, highlight=REFERENCE_RESNETS), key=f"{K}peers")
+    peer_rows = [{"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs} for s in summaries]
     st.dataframe(peer_rows, hide_index=True, width="stretch", column_config=COUNTS)
     st.download_button(
         "Comparison (CSV)", csv_of(peer_rows), "architectures.csv", "text/csv", key=f"{K}dl_peers"
@@ -207,6 +226,25 @@ def main() -> None:
     st.caption(
         f"{len(list_models())} registered variants; `python -m resviz summary NAME` prints these tables."
     )
+
+
+def main() -> None:
+    st.title("Architecture")
+    name, spec = chosen_model()
+    st.markdown(f"**{name}**: {spec.description}. Change the model in the sidebar; tune it here.")
+    size = input_size(spec)
+    changes = knobs(name, spec.config)  # keyed per model: each starts from its own defaults
+    try:
+        config = get_config(name, **changes)
+        summary = summary_of(config, size, name + (" (modified)" if changes else ""))
+    except ResvizError as exc:
+        st.error(str(exc))
+        return
+    metrics(summary)
+    network(config, summary)
+    stage_tables(name, summary)
+    comparison(name, spec, summary, size)
+    peers(size)
 
 
 main()

@@ -220,7 +220,7 @@ def _comparison(loaded, model_key, images, views, result, choices, opacity, colo
         if len(images) > 1
         else 0
     )
-    stages = list(getattr(loaded.model, "stage_names", [])) or choices[:1]
+    stages = [s.name for s in loaded.model.feature_info] or choices[:1]
     layers = st.multiselect("Rows (layers)", choices, default=stages, key=state.ATTR_GRID_LAYERS)
     methods = ["gradcam"]
     if mode == "methods":

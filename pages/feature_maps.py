@@ -12,8 +12,6 @@ from ui.shell import ensure_entry_point
 
 ensure_entry_point()
 
-import io
-
 import streamlit as st
 
 from ui import state
@@ -22,23 +20,24 @@ from ui import state
 @st.cache_resource(show_spinner="Running the network on the image…", max_entries=6, ttl=3600)
 def _base(digest: str, choice: object, _loaded: object, _image: object) -> dict[str, object]:
     """Input view, every block's signals and the twin's depth statistics, for one image and model."""
-    from resviz.analysis.features import capture_activations, twin_statistics
+    from resviz.analysis.features import capture_activations, layer_options, twin_statistics
 
     prep = _loaded.preprocessing  # type: ignore[attr-defined]
     model = _loaded.model  # type: ignore[attr-defined]
     x = prep.tensor([_image])
-    blocks = model.block_names()
-    acts = capture_activations(model, x, ["conv1", *model.stage_names], blocks=blocks, max_bytes=None)
+    options = layer_options(model)
+    acts = capture_activations(model, x, options.layers, blocks=options.blocks, max_bytes=None)
     residual, plain = twin_statistics(model, x)
     return {"view": prep.array([_image])[0], "acts": acts, "residual": residual, "plain": plain}
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
 def _module(digest: str, choice: object, name: str, _loaded: object, _image: object) -> object:
+    """The activations of one module chosen by name (one more forward pass, cached)."""
     from resviz.analysis.features import capture_activations
 
     x = _loaded.preprocessing.tensor([_image])  # type: ignore[attr-defined]
-    return capture_activations(_loaded.model, x, [name]).maps[name][0]  # type: ignore[attr-defined]
+    return capture_activations(_loaded.model, x, [name])  # type: ignore[attr-defined]
 
 
 BLOCK_ROWS = 8  # channels in the F(x) / shortcut / output comparison
@@ -60,12 +59,6 @@ def _block_caption(model: object, has_shortcut: bool) -> str:
     if preact:
         return "This block has no shortcut (plain, pre-activation): its output is F(x) alone."
     return "This block has no shortcut (plain): its output is ReLU(F(x)) alone."
-
-
-def _layer_label(name: str) -> str:
-    if name == "conv1":
-        return "conv1 (stem)"
-    return f"{name} (stage output)" if "." not in name else f"{name} (residual block)"
 
 
 def _default(key: str, value: object) -> dict[str, object]:
@@ -109,6 +102,16 @@ def _channels(num: int) -> list[int]:
     return channel_range(num, lo, hi + 1).tolist()
 
 
+def _shown_channels(maps) -> list[int]:
+    """The channels of ``maps`` ``(C, H, W)`` the channel controls ask for, in order."""
+    from resviz.analysis.features import top_channels
+
+    shown = _channels(maps.shape[0])
+    if len(shown) == 1 and shown[0] < 0:
+        shown = top_channels(maps, -shown[0]).tolist()
+    return shown
+
+
 def _clicked_channel(shown: list[int]) -> int | None:
     """The channel of a tile clicked in the grid on the previous run, once per click.
 
@@ -128,65 +131,42 @@ def _clicked_channel(shown: list[int]) -> int | None:
     return None
 
 
-def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
-    import numpy as np
+def _capture_refused(loaded, options) -> bool:
+    """Warn and offer a checkbox when capturing every block would hold a lot of memory."""
+    from resviz.analysis.features import LARGE_BYTES, capture_names, estimate_bytes
 
-    from resviz.analysis.features import LARGE_BYTES, capture_names, estimate_bytes, top_channels
-    from resviz.hooks import resolve_layers
-    from resviz.plots.features import (
-        block_figure,
-        channel_figure,
-        depth_figure,
-        grid_figure,
-        mosaic_png,
-        tile_maps,
-    )
-    from ui.models import current_choice
-
-    model = loaded.model
-    choice = current_choice()
-    blocks = model.block_names()
     crop = loaded.preprocessing.crop
     shape = (1, loaded.preprocessing.channels, crop, crop)  # a digits or MNIST run sees 1 channel
-    need = estimate_bytes(model, capture_names(["conv1"], blocks), shape) or 0
-    if need > LARGE_BYTES and not st.session_state.get(state.FEAT_ALLOW_LARGE):
-        st.warning(
-            f"Capturing every block of {loaded.name} will hold about {need / 2**20:,.0f} MB of memory."
-        )
-        st.checkbox("Capture anyway", key=state.FEAT_ALLOW_LARGE)
-        return
-    base = _base(image.digest, choice, loaded, image.image)
-    acts = base["acts"]
+    need = estimate_bytes(loaded.model, capture_names([options.stem], options.blocks), shape) or 0
+    if need <= LARGE_BYTES or st.session_state.get(state.FEAT_ALLOW_LARGE):
+        return False
+    st.warning(f"Capturing every block of {loaded.name} will hold about {need / 2**20:,.0f} MB of memory.")
+    st.checkbox("Capture anyway", key=state.FEAT_ALLOW_LARGE)
+    return True
 
-    left, right = st.columns([1, 2])
-    with left:
-        st.image(base["view"], caption=f"{image.name}, as the network sees it ({crop}x{crop})", width=260)
-    with right:
-        options = [
-            "conv1",
-            *[n for s in model.stage_names for n in (s, *[b for b in blocks if b.startswith(s + ".")])],
-        ]
-        if st.session_state.get(state.FEAT_LAYER) not in options:
-            st.session_state[state.FEAT_LAYER] = blocks[0]
-        layer = st.selectbox("Layer", options, key=state.FEAT_LAYER, format_func=_layer_label)
-        module = st.text_input(
-            "…or any module by dotted name",
-            key=state.FEAT_MODULE,
-            placeholder="e.g. layer2.0.conv1",
-            help="Overrides the layer above; costs one more (cached) forward pass.",
-        ).strip()
-        if module:
-            resolve_layers(model, [module])  # a one-sentence error with close matches
-            maps = _module(image.digest, choice, module, loaded, image.image)
-            layer = module
-        else:
-            maps = acts.maps[layer][0]
-        if maps.ndim != 3:
-            st.error(f"{layer} outputs {maps.ndim}-D features, not channel maps; pick a convolutional layer.")
-            return
-        shown = _channels(maps.shape[0])
-        if len(shown) == 1 and shown[0] < 0:
-            shown = top_channels(maps, -shown[0]).tolist()
+
+def _pick_layer(options, acts, loaded, image, choice):
+    """Layer selectbox and module-name box; returns ``(layer, its activations, typed by name)``."""
+    from resviz.hooks import resolve_layers
+
+    if st.session_state.get(state.FEAT_LAYER) not in options.names:
+        st.session_state[state.FEAT_LAYER] = options.default
+    layer = st.selectbox("Layer", options.names, key=state.FEAT_LAYER, format_func=options.label)
+    module = st.text_input(
+        "…or any module by dotted name",
+        key=state.FEAT_MODULE,
+        placeholder="e.g. layer2.0.conv1",
+        help="Overrides the layer above; costs one more (cached) forward pass.",
+    ).strip()
+    if not module:
+        return layer, acts, False
+    resolve_layers(loaded.model, [module])  # a one-sentence error with close matches
+    return module, _module(image.digest, choice, module, loaded, image.image), True
+
+
+def _draw_grid(layer: str, maps, shown: list[int], view) -> None:
+    """The clickable grid of the shown channels and one channel drawn large over the input."""
+    from resviz.plots.features import channel_figure, grid_figure
 
     c, h, w = maps.shape
     st.subheader(f"{layer}: {len(shown)} of {c} channels, {h}x{w}")
@@ -203,22 +183,28 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
     if st.session_state.get(state.FEAT_CHANNEL) not in shown:
         st.session_state[state.FEAT_CHANNEL] = shown[0]
     focus = st.selectbox("Channel shown large (or click a tile)", shown, key=state.FEAT_CHANNEL)
-    st.plotly_chart(channel_figure(base["view"], maps[focus], focus), key="feat_channel_fig")
+    st.plotly_chart(channel_figure(view, maps[focus], focus), key="feat_channel_fig")
 
-    block = layer if layer in blocks else None
-    if layer in model.stage_names:
-        block = [b for b in blocks if b.startswith(layer + ".")][-1]  # a stage's output is its last block's
-    if block is not None and not module:
-        bm = acts.block(block)
-        few = shown[:BLOCK_ROWS]
-        st.subheader(f"{block}: F(x), shortcut and output")
-        st.caption(
-            f"{_block_rows_caption(len(few), len(shown))} {_block_caption(model, bm.shortcut is not None)}"
-        )
-        st.plotly_chart(
-            block_figure(bm.branch[0], None if bm.shortcut is None else bm.shortcut[0], bm.output[0], few),
-            key="feat_block_fig",
-        )
+
+def _draw_block(model, acts, block: str, shown: list[int]) -> None:
+    """F(x), the shortcut and the output of one block for the first shown channels."""
+    from resviz.plots.features import block_figure
+
+    bm = acts.block(block)
+    few = shown[:BLOCK_ROWS]
+    st.subheader(f"{block}: F(x), shortcut and output")
+    st.caption(
+        f"{_block_rows_caption(len(few), len(shown))} {_block_caption(model, bm.shortcut is not None)}"
+    )
+    st.plotly_chart(
+        block_figure(bm.branch[0], None if bm.shortcut is None else bm.shortcut[0], bm.output[0], few),
+        key="feat_block_fig",
+    )
+
+
+def _draw_depth(base: dict[str, object]) -> None:
+    """Depth statistics of the network against its plain twin."""
+    from resviz.plots.features import depth_figure
 
     st.subheader("Along the depth: residual vs plain twin")
     st.caption(
@@ -227,32 +213,57 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
     )
     st.plotly_chart(depth_figure(base["residual"], base["plain"]), key="feat_depth_fig")
 
-    def grid_png() -> bytes:
-        return mosaic_png(tile_maps(maps[shown], [str(ch) for ch in shown]))
 
-    def activations_npz() -> bytes:
-        buf = io.BytesIO()
-        arrays = {"maps": maps[shown], "channels": np.asarray(shown), "input_view": base["view"]}
-        if block is not None and not module:
-            bm = acts.block(block)
-            arrays |= {"branch": bm.branch[0][shown], "output": bm.output[0][shown]}
-            if bm.shortcut is not None:
-                arrays["shortcut"] = bm.shortcut[0][shown]
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+def _downloads(name: str, layer: str, acts, shown: list[int], block: str | None, view) -> None:
+    """The grid as PNG and the shown channels (and block signals) as .npz, built on click."""
+    from resviz.plots.features import mosaic_png, tile_maps
 
-    stem = f"{loaded.name}_{layer}".replace(".", "-")
+    maps = acts.maps[layer][0]
+    stem = f"{name}_{layer}".replace(".", "-")
     d1, d2 = st.columns(2)
     d1.download_button(
-        "Grid as PNG", grid_png, file_name=f"{stem}.png", mime="image/png", key=state.FEAT_DOWNLOAD_PNG
+        "Grid as PNG",
+        lambda: mosaic_png(tile_maps(maps[shown], [str(ch) for ch in shown])),
+        file_name=f"{stem}.png",
+        mime="image/png",
+        key=state.FEAT_DOWNLOAD_PNG,
     )
     d2.download_button(
         "Activations as .npz",
-        activations_npz,
+        lambda: acts.to_npz(layer, shown, block=block, input_view=view),
         file_name=f"{stem}.npz",
         mime="application/octet-stream",
         key=state.FEAT_DOWNLOAD_NPZ,
     )
+
+
+def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
+    from resviz.analysis.features import layer_options
+    from ui.models import current_choice
+
+    options = layer_options(loaded.model)
+    if _capture_refused(loaded, options):
+        return
+    choice = current_choice()
+    base = _base(image.digest, choice, loaded, image.image)
+    crop = loaded.preprocessing.crop
+    left, right = st.columns([1, 2])
+    with left:
+        st.image(base["view"], caption=f"{image.name}, as the network sees it ({crop}x{crop})", width=260)
+    with right:
+        layer, acts, by_name = _pick_layer(options, base["acts"], loaded, image, choice)
+        maps = acts.maps[layer][0]
+        if maps.ndim != 3:
+            st.error(f"{layer} outputs {maps.ndim}-D features, not channel maps; pick a convolutional layer.")
+            return
+        shown = _shown_channels(maps)
+    _draw_grid(layer, maps, shown, base["view"])
+    # A stage's output is its last block's, so a stage shows that block; a module typed by name none.
+    block = None if by_name else options.block_of.get(layer)
+    if block is not None:
+        _draw_block(loaded.model, acts, block, shown)
+    _draw_depth(base)
+    _downloads(loaded.name, layer, acts, shown, block, base["view"])
 
 
 def main() -> None:

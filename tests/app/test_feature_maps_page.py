@@ -100,6 +100,8 @@ def test_switching_layers_and_channels_does_not_recompute(app_test, counted):
     _run(at)
     assert not at.exception
     assert len(_grid(at)["data"][2]["text"]) == 32
+    # A stage shows the signals of its last block, whose output it is.
+    assert "layer3.0: F(x), shortcut and output" in [h.value for h in at.subheader]
     at.radio(key=state.FEAT_CHANNEL_MODE).set_value("top-k")
     _run(at)
     at.slider(key=state.FEAT_TOPK).set_value(5)
@@ -113,6 +115,7 @@ def test_switching_layers_and_channels_does_not_recompute(app_test, counted):
     _run(at)
     assert not at.exception and not at.error
     assert "layer2.0.conv1" in at.subheader[0].value
+    assert not any("F(x), shortcut and output" in h.value for h in at.subheader)  # no block by name
     assert counted[-1] == ("layer2.0.conv1",)
 
 
