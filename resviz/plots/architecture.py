@@ -43,98 +43,21 @@ def block_figure(kind: str = "basic", *, preact: bool = False, skip: bool = True
         preact: draw the pre-activation ordering (BN-ReLU before each conv, nothing after the sum).
         skip: draw the shortcut and the addition; False draws the plain twin's block.
     """
-    if kind == "basic":
-        convs = ["3x3 conv, 64", "3x3 conv, 64"]
-    else:
-        convs = ["1x1 conv, 64", "3x3 conv, 64", "1x1 conv, 256"]
-    layers: list[str] = []
-    for i, conv in enumerate(convs):
-        last = i == len(convs) - 1
-        if preact:
-            layers += ["BN", "ReLU", conv]
-        else:
-            layers += [conv, "BN"] + ([] if last else ["ReLU"])
+    layers = _block_layers(kind, preact)
     n = len(layers)
     fig = go.Figure()
     top, step = n + 1.0, 1.0
     ys = [top - step * (i + 1) for i in range(n)]
-    for label, y in zip(layers, ys):
-        is_conv = "conv" in label
-        fig.add_shape(
-            type="rect",
-            x0=-1.2,
-            x1=1.2,
-            y0=y - 0.32,
-            y1=y + 0.32,
-            fillcolor="#dbe9f6" if is_conv else "#f2f2f2",
-            line=dict(color="#555", width=1),
-        )
-        fig.add_annotation(x=0, y=y, text=label, showarrow=False, font=dict(size=13))
-    # Arrows between layers, from the input above the first to the output below the sum.
-    points = [top, *ys]
+    _draw_branch(fig, layers, ys, top)
     add_y = ys[-1] - step
     out_y = add_y - (0.0 if preact else step)
-    for a, b in pairwise(points):
-        _arrow(fig, 0, a - (0.32 if a != top else 0), 0, b + 0.32)
-    fig.add_annotation(x=0, y=top + 0.25, text="<b>x</b>", showarrow=False, font=dict(size=15))
     if skip:
-        _arrow(fig, 0, ys[-1] - 0.32, 0, add_y + 0.22)
-        fig.add_shape(
-            type="circle",
-            x0=-0.22,
-            x1=0.22,
-            y0=add_y - 0.22,
-            y1=add_y + 0.22,
-            line=dict(color=RESIDUAL, width=2),
-        )
-        fig.add_annotation(x=0, y=add_y, text="<b>+</b>", showarrow=False, font=dict(size=16, color=RESIDUAL))
-        # The shortcut: out to the right, down, and into the addition.
-        fig.add_shape(
-            type="path",
-            path=f"M 0 {top - 0.1} L 2.1 {top - 0.1} L 2.1 {add_y} L 0.24 {add_y}",
-            line=dict(color=RESIDUAL, width=2.5),
-        )
-        fig.add_annotation(
-            x=2.15,
-            y=(top + add_y) / 2,
-            text="identity<br>shortcut x",
-            showarrow=False,
-            xanchor="left",
-            font=dict(color=RESIDUAL, size=12),
-        )
-        fig.add_annotation(
-            x=-1.35,
-            y=(ys[0] + ys[-1]) / 2,
-            text="F(x)",
-            showarrow=False,
-            xanchor="right",
-            font=dict(size=15, color="#333"),
-        )
-        last_y = add_y - 0.22
+        last_y = _draw_shortcut(fig, ys, top, add_y)
     else:
         last_y = ys[-1] - 0.32
     if not preact:
-        fig.add_shape(
-            type="rect",
-            x0=-1.2,
-            x1=1.2,
-            y0=out_y - 0.32,
-            y1=out_y + 0.32,
-            fillcolor="#f2f2f2",
-            line=dict(color="#555", width=1),
-        )
-        fig.add_annotation(x=0, y=out_y, text="ReLU", showarrow=False, font=dict(size=13))
-        _arrow(fig, 0, last_y, 0, out_y + 0.32)
-        last_y = out_y - 0.32
-    result = "F(x) + x" if skip else "F(x)"
-    _arrow(fig, 0, last_y, 0, last_y - 0.55)
-    fig.add_annotation(
-        x=0,
-        y=last_y - 0.75,
-        text=f"<b>{'relu(' + result + ')' if not preact else result}</b>",
-        showarrow=False,
-        font=dict(size=14),
-    )
+        last_y = _draw_output_relu(fig, out_y, last_y)
+    _draw_result(fig, last_y, preact=preact, skip=skip)
     title = f"{'pre-activation ' if preact else ''}{kind} block{'' if skip else ' (plain: no shortcut)'}"
     fig.update_layout(
         title=dict(text=title, x=0.5, xanchor="center"),
@@ -146,6 +69,104 @@ def block_figure(kind: str = "basic", *, preact: bool = False, skip: bool = True
         showlegend=False,
     )
     return fig
+
+
+def _block_layers(kind: str, preact: bool) -> list[str]:
+    """The labels of the residual branch's layers, in forward order."""
+    if kind == "basic":
+        convs = ["3x3 conv, 64", "3x3 conv, 64"]
+    else:
+        convs = ["1x1 conv, 64", "3x3 conv, 64", "1x1 conv, 256"]
+    layers: list[str] = []
+    for i, conv in enumerate(convs):
+        last = i == len(convs) - 1
+        if preact:
+            layers += ["BN", "ReLU", conv]
+        else:
+            layers += [conv, "BN"] + ([] if last else ["ReLU"])
+    return layers
+
+
+def _layer_box(fig: go.Figure, label: str, y: float, fillcolor: str) -> None:
+    """One layer as a labelled box centred at height ``y``."""
+    fig.add_shape(
+        type="rect",
+        x0=-1.2,
+        x1=1.2,
+        y0=y - 0.32,
+        y1=y + 0.32,
+        fillcolor=fillcolor,
+        line=dict(color="#555", width=1),
+    )
+    fig.add_annotation(x=0, y=y, text=label, showarrow=False, font=dict(size=13))
+
+
+def _draw_branch(fig: go.Figure, layers: list[str], ys: list[float], top: float) -> None:
+    """The residual branch: a box per layer, arrows between them, and the input ``x`` above."""
+    for label, y in zip(layers, ys):
+        _layer_box(fig, label, y, "#dbe9f6" if "conv" in label else "#f2f2f2")
+    # Arrows between layers, from the input above the first to the output below the sum.
+    points = [top, *ys]
+    for a, b in pairwise(points):
+        _arrow(fig, 0, a - (0.32 if a != top else 0), 0, b + 0.32)
+    fig.add_annotation(x=0, y=top + 0.25, text="<b>x</b>", showarrow=False, font=dict(size=15))
+
+
+def _draw_shortcut(fig: go.Figure, ys: list[float], top: float, add_y: float) -> float:
+    """The addition and the identity shortcut into it; returns the height just below the sum."""
+    _arrow(fig, 0, ys[-1] - 0.32, 0, add_y + 0.22)
+    fig.add_shape(
+        type="circle",
+        x0=-0.22,
+        x1=0.22,
+        y0=add_y - 0.22,
+        y1=add_y + 0.22,
+        line=dict(color=RESIDUAL, width=2),
+    )
+    fig.add_annotation(x=0, y=add_y, text="<b>+</b>", showarrow=False, font=dict(size=16, color=RESIDUAL))
+    # The shortcut: out to the right, down, and into the addition.
+    fig.add_shape(
+        type="path",
+        path=f"M 0 {top - 0.1} L 2.1 {top - 0.1} L 2.1 {add_y} L 0.24 {add_y}",
+        line=dict(color=RESIDUAL, width=2.5),
+    )
+    fig.add_annotation(
+        x=2.15,
+        y=(top + add_y) / 2,
+        text="identity<br>shortcut x",
+        showarrow=False,
+        xanchor="left",
+        font=dict(color=RESIDUAL, size=12),
+    )
+    fig.add_annotation(
+        x=-1.35,
+        y=(ys[0] + ys[-1]) / 2,
+        text="F(x)",
+        showarrow=False,
+        xanchor="right",
+        font=dict(size=15, color="#333"),
+    )
+    return add_y - 0.22
+
+
+def _draw_output_relu(fig: go.Figure, out_y: float, last_y: float) -> float:
+    """The ReLU after the sum (post-activation blocks only); returns the height below it."""
+    _layer_box(fig, "ReLU", out_y, "#f2f2f2")
+    _arrow(fig, 0, last_y, 0, out_y + 0.32)
+    return out_y - 0.32
+
+
+def _draw_result(fig: go.Figure, last_y: float, *, preact: bool, skip: bool) -> None:
+    """The final arrow and the formula of what the block outputs."""
+    result = "F(x) + x" if skip else "F(x)"
+    _arrow(fig, 0, last_y, 0, last_y - 0.55)
+    fig.add_annotation(
+        x=0,
+        y=last_y - 0.75,
+        text=f"<b>{'relu(' + result + ')' if not preact else result}</b>",
+        showarrow=False,
+        font=dict(size=14),
+    )
 
 
 def _arrow(fig: go.Figure, x0: float, y0: float, x1: float, y1: float, color: str = "#555") -> None:
@@ -176,57 +197,10 @@ def network_figure(blocks: Sequence[BlockInfo], title: str = "", max_blocks: int
     shown = _fold(list(blocks), max_blocks)
     fig = go.Figure()
     stages = list(dict.fromkeys(b.stage for b, _ in shown))
-    hover_x, hover_y, hover_text = [], [], []
     for i, (b, folded) in enumerate(shown):
-        color = STAGE_COLORS[stages.index(b.stage) % len(STAGE_COLORS)]
-        label = f"×{folded}" if folded > 1 else ""
-        fig.add_shape(
-            type="rect",
-            x0=i + 0.1,
-            x1=i + 0.9,
-            y0=0,
-            y1=1,
-            fillcolor=color,
-            opacity=0.85,
-            line=dict(color="white", width=1),
-        )
-        if label:
-            fig.add_annotation(
-                x=i + 0.5, y=0.5, text=label, showarrow=False, font=dict(color="white", size=11)
-            )
-        if b.shortcut != "none":
-            style = SHORTCUT_STYLE[b.shortcut]
-            fig.add_shape(
-                type="path",
-                path=f"M {i + 0.12} 1.02 Q {i + 0.5} 1.9 {i + 0.88} 1.02",
-                line=dict(color=style["color"], dash=style["dash"], width=2),
-            )
-        hover_x.append(i + 0.5)
-        hover_y.append(0.5)
-        hover_text.append(
-            f"{b.name}{f' (+{folded - 1} like it)' if folded > 1 else ''}<br>"
-            f"{b.in_channels}→{b.out_channels} channels, stride {b.stride}<br>shortcut: {b.shortcut}"
-        )
-    fig.add_trace(
-        go.Scatter(
-            x=hover_x,
-            y=hover_y,
-            mode="markers",
-            marker=dict(size=18, opacity=0),
-            hovertext=hover_text,
-            hoverinfo="text",
-            showlegend=False,
-        )
-    )
-    for s, stage in enumerate(stages):
-        xs = [i for i, (b, _) in enumerate(shown) if b.stage == stage]
-        fig.add_annotation(
-            x=(xs[0] + xs[-1] + 1) / 2,
-            y=-0.35,
-            text=stage,
-            showarrow=False,
-            font=dict(color=STAGE_COLORS[s % len(STAGE_COLORS)], size=13),
-        )
+        _draw_network_block(fig, i, b, folded, STAGE_COLORS[stages.index(b.stage) % len(STAGE_COLORS)])
+    fig.add_trace(_network_hover(shown))
+    _draw_stage_labels(fig, shown, stages)
     for kind, style in SHORTCUT_STYLE.items():
         fig.add_trace(
             go.Scatter(
@@ -247,6 +221,61 @@ def network_figure(blocks: Sequence[BlockInfo], title: str = "", max_blocks: int
         legend=dict(orientation="h", y=-0.05, x=0.5, xanchor="center"),
     )
     return fig
+
+
+def _draw_network_block(fig: go.Figure, i: int, b: BlockInfo, folded: int, color: str) -> None:
+    """Block ``i`` as a box (marked ``×n`` when folded) with its shortcut arc above, if it has one."""
+    label = f"×{folded}" if folded > 1 else ""
+    fig.add_shape(
+        type="rect",
+        x0=i + 0.1,
+        x1=i + 0.9,
+        y0=0,
+        y1=1,
+        fillcolor=color,
+        opacity=0.85,
+        line=dict(color="white", width=1),
+    )
+    if label:
+        fig.add_annotation(x=i + 0.5, y=0.5, text=label, showarrow=False, font=dict(color="white", size=11))
+    if b.shortcut != "none":
+        style = SHORTCUT_STYLE[b.shortcut]
+        fig.add_shape(
+            type="path",
+            path=f"M {i + 0.12} 1.02 Q {i + 0.5} 1.9 {i + 0.88} 1.02",
+            line=dict(color=style["color"], dash=style["dash"], width=2),
+        )
+
+
+def _network_hover(shown: list[tuple[BlockInfo, int]]) -> go.Scatter:
+    """Invisible markers over the blocks that carry each block's name, channels, stride and shortcut."""
+    hover_text = [
+        f"{b.name}{f' (+{folded - 1} like it)' if folded > 1 else ''}<br>"
+        f"{b.in_channels}→{b.out_channels} channels, stride {b.stride}<br>shortcut: {b.shortcut}"
+        for b, folded in shown
+    ]
+    return go.Scatter(
+        x=[i + 0.5 for i in range(len(shown))],
+        y=[0.5] * len(shown),
+        mode="markers",
+        marker=dict(size=18, opacity=0),
+        hovertext=hover_text,
+        hoverinfo="text",
+        showlegend=False,
+    )
+
+
+def _draw_stage_labels(fig: go.Figure, shown: list[tuple[BlockInfo, int]], stages: list[str]) -> None:
+    """Each stage's name under the middle of its blocks, in the stage's colour."""
+    for s, stage in enumerate(stages):
+        xs = [i for i, (b, _) in enumerate(shown) if b.stage == stage]
+        fig.add_annotation(
+            x=(xs[0] + xs[-1] + 1) / 2,
+            y=-0.35,
+            text=stage,
+            showarrow=False,
+            font=dict(color=STAGE_COLORS[s % len(STAGE_COLORS)], size=13),
+        )
 
 
 def _fold(blocks: list[BlockInfo], max_blocks: int) -> list[tuple[BlockInfo, int]]:
