@@ -85,46 +85,81 @@ def decode_image(
     Raises:
         ImageError: one sentence saying what is wrong with the file.
     """
+    _check_file_size(data, name, max_bytes)
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        # Our own pixel limit is checked below; Pillow's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = _open_header(data, name)
+        _check_dimensions(im, name, max_pixels)
+        _seek_first_frame(im, notes)
+        _load_pixels(im, name)
+    im = _exif_upright(im, notes)
+    try:
+        rgb = _to_rgb(im, notes)
+    except Exception as exc:
+        raise ImageError(f"{name} uses colour mode {im.mode}, which cannot be converted to RGB.") from exc
+    return LoadedImage(name=name, image=rgb, notes=tuple(notes), digest=digest_bytes(data))
+
+
+def _check_file_size(data: bytes, name: str, max_bytes: int) -> None:
+    """Refuse an empty file or one over the upload limit, before Pillow sees it."""
     if not data:
         raise ImageError(f"{name} is empty (0 bytes).")
     if len(data) > max_bytes:
         raise ImageError(
             f"{name} is {len(data) / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB upload limit."
         )
-    notes: list[str] = []
-    with warnings.catch_warnings():
-        # Our own pixel limit is checked below; Pillow's warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=list(FORMATS))  # lazy: reads the header only
-        except Image.DecompressionBombError as exc:
-            raise ImageError(f"{name} has too many pixels to be decoded safely.") from exc
-        except UnidentifiedImageError as exc:
-            raise ImageError(f"{name} is not an image in a supported format ({_FORMAT_LIST}).") from exc
-        except Exception as exc:  # broken headers raise all sorts (SyntaxError, struct.error...)
-            raise ImageError(f"{name} could not be read as an image; the file looks damaged.") from exc
-        w, h = im.size
-        if w * h > max_pixels:
-            raise ImageError(
-                f"{name} is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of "
-                f"{max_pixels / 1e6:.0f} megapixels; downscale it first."
-            )
-        if min(w, h) < MIN_SIDE:
-            raise ImageError(f"{name} is {w}x{h} pixels; images need at least {MIN_SIDE} pixels a side.")
-        if max(w, h) > MAX_ASPECT * min(w, h):
-            raise ImageError(
-                f"{name} is {w}x{h} pixels, too elongated (more than {MAX_ASPECT}:1) to center-crop."
-            )
-        frames = getattr(im, "n_frames", 1)
-        if frames > 1:
-            im.seek(0)
-            animated = {"GIF": "an animated GIF", "WEBP": "an animated WebP", "PNG": "an animated PNG"}
-            what = animated.get(im.format or "", f"a multi-page {im.format} file")
-            notes.append(f"first frame of {what} ({frames} frames)")
-        try:
-            im.load()
-        except Exception as exc:  # truncated data fails here, at decode time, not at open
-            raise ImageError(f"{name} is truncated or corrupt and could not be decoded.") from exc
+
+
+def _open_header(data: bytes, name: str) -> Image.Image:
+    """Open lazily (the header only), trying just :data:`FORMATS`."""
+    try:
+        return Image.open(io.BytesIO(data), formats=list(FORMATS))  # lazy: reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name} has too many pixels to be decoded safely.") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image in a supported format ({_FORMAT_LIST}).") from exc
+    except Exception as exc:  # broken headers raise all sorts (SyntaxError, struct.error...)
+        raise ImageError(f"{name} could not be read as an image; the file looks damaged.") from exc
+
+
+def _check_dimensions(im: Image.Image, name: str, max_pixels: int) -> None:
+    """Refuse, from the header's size alone, images too large, too small or too elongated."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(
+            f"{name} is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.0f} megapixels; downscale it first."
+        )
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{name} is {w}x{h} pixels; images need at least {MIN_SIDE} pixels a side.")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(
+            f"{name} is {w}x{h} pixels, too elongated (more than {MAX_ASPECT}:1) to center-crop."
+        )
+
+
+def _seek_first_frame(im: Image.Image, notes: list[str]) -> None:
+    """Keep the first frame of an animation or multi-page file, and say so."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        im.seek(0)
+        animated = {"GIF": "an animated GIF", "WEBP": "an animated WebP", "PNG": "an animated PNG"}
+        what = animated.get(im.format or "", f"a multi-page {im.format} file")
+        notes.append(f"first frame of {what} ({frames} frames)")
+
+
+def _load_pixels(im: Image.Image, name: str) -> None:
+    """Decode the pixels; truncated data fails here, at decode time, not at open."""
+    try:
+        im.load()
+    except Exception as exc:
+        raise ImageError(f"{name} is truncated or corrupt and could not be decoded.") from exc
+
+
+def _exif_upright(im: Image.Image, notes: list[str]) -> Image.Image:
+    """Apply the EXIF orientation, if any; a malformed EXIF block only earns a note."""
     exif = None
     with contextlib.suppress(Exception):  # a malformed EXIF block is no reason to refuse the pixels
         exif = im.getexif()
@@ -134,11 +169,7 @@ def decode_image(
             notes.append("rotated upright from its EXIF orientation")
         except Exception:
             notes.append("its EXIF orientation could not be applied")
-    try:
-        rgb = _to_rgb(im, notes)
-    except Exception as exc:
-        raise ImageError(f"{name} uses colour mode {im.mode}, which cannot be converted to RGB.") from exc
-    return LoadedImage(name=name, image=rgb, notes=tuple(notes), digest=digest_bytes(data))
+    return im
 
 
 def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
