@@ -237,19 +237,6 @@ class ResNet(nn.Module):
         """``(dotted name, block)`` for every residual block, in forward order."""
         return [(name, self.get_submodule(name)) for s in self.feature_info for name in s.blocks]  # type: ignore[misc]
 
-    # alias: remove once training/gradients/ui use feature_info
-    @property
-    def stage_names(self) -> list[str]:
-        return [s.name for s in self.feature_info]
-
-    # alias: remove once training/gradients/ui use feature_info
-    def block_names(self) -> list[str]:
-        return [name for s in self.feature_info for name in s.blocks]
-
-    # alias: remove once training/gradients/ui use feature_info
-    def blocks(self) -> list[ResidualBlock]:
-        return [m for _, m in self.named_blocks()]
-
     def forward_features(self, x: Tensor) -> Tensor:
         """Stem and stages: ``(N, C, H, W)`` -> ``(N, num_features, H', W')``."""
         x = self.conv1(x)
