@@ -1,7 +1,7 @@
 """Figures for feature maps: numpy in, ``go.Figure`` (or PNG bytes) out; no torch here.
 
-Many channels are tiled into *one* uint8 mosaic shown as a single heatmap: a fraction of the time and
-of the JSON that one heatmap subplot per channel takes (bench/bench_pages.py measures it). The
+Many channels are tiled into *one* uint8 mosaic shown as a single heatmap, which draws in far less
+time and JSON than one heatmap subplot per channel. The
 channel number under the pointer (and a click) comes from an invisible marker at each tile's centre
 (a few hundred bytes), not from a per-pixel ``customdata`` array that would double the payload.
 Value 255 of the mosaic is the white padding between tiles; data use 0..254 on a shared scale.
