@@ -11,6 +11,7 @@ are used.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -25,6 +26,9 @@ from resviz.images import (
     sample_images,
 )
 from ui import state
+
+if TYPE_CHECKING:
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 MAX_KEPT_UPLOADS = 8  # uploaded files kept per session; the oldest goes first
 UPLOAD_MARK = "⬆ "  # prefix that tells uploads from samples in the list
@@ -87,16 +91,41 @@ def image_picker(
     keys = picker_keys(key_prefix)
     kept: list[Upload] = st.session_state.setdefault(state.IMAGE_UPLOADS, [])
     seen: dict[str, tuple[str, str]] = st.session_state.setdefault(keys["seen"], {})
+    files = _upload_widget(keys["upload"], multiple)
+    new_digests = _keep_uploads(files, kept, seen)
+
+    uploads = _labelled(kept)
+    by_digest = {im.digest: lab for lab, im in uploads.items()}
+    new_labels = [by_digest[d] for d in new_digests if d in by_digest]
+    options = [*uploads, *sample_images()]
+    picked = _restored_pick(keys, options, new_labels, multiple=multiple, default=default)
+    chosen = _pick_widget(keys, label, options, picked, multiple=multiple)
+    st.session_state[keys["selection"]] = list(chosen)
+    return _load_chosen(chosen, uploads)
+
+
+def _upload_widget(key: str, multiple: bool) -> list[UploadedFile]:
+    """The file uploader; returns the files it holds now (an empty list when none)."""
     uploaded = st.file_uploader(
         "Upload image files" if multiple else "Upload an image file",
         type=list(UPLOAD_TYPES),
         accept_multiple_files=multiple,
-        key=keys["upload"],
+        key=key,
         max_upload_size=MAX_UPLOAD_MB,
         help=f"PNG, JPEG, WebP, BMP, GIF or TIFF, up to {MAX_UPLOAD_MB} MB each.",
     )
-    files = [f for f in (uploaded if isinstance(uploaded, list) else [uploaded]) if f is not None]
-    new_labels = []  # digests of files decoded on this run
+    return [f for f in (uploaded if isinstance(uploaded, list) else [uploaded]) if f is not None]
+
+
+def _keep_uploads(
+    files: list[UploadedFile], kept: list[Upload], seen: dict[str, tuple[str, str]]
+) -> list[str]:
+    """Check each new upload once, keep the good ones and show an error for each bad one.
+
+    Returns:
+        the digests of the files that decoded on this run.
+    """
+    new_digests = []
     for f in files:
         outcome = seen.get(f.file_id)
         if outcome is None:  # check each upload once, not on every rerun
@@ -110,15 +139,17 @@ def image_picker(
                     kept.append(upload)
                     del kept[:-MAX_KEPT_UPLOADS]
                 outcome = ("ok", upload.digest)
-                new_labels.append(upload.digest)
+                new_digests.append(upload.digest)
             seen[f.file_id] = outcome
         if outcome[0] == "error":
             st.error(outcome[1])
+    return new_digests
 
-    uploads = _labelled(kept)
-    by_digest = {im.digest: lab for lab, im in uploads.items()}
-    new_labels = [by_digest[d] for d in new_labels if d in by_digest]
-    options = [*uploads, *sample_images()]
+
+def _restored_pick(
+    keys: dict[str, str], options: list[str], new_labels: list[str], *, multiple: bool, default: str
+) -> list[str]:
+    """What the list should show: the last pick, plus any fresh upload, limited to the options."""
     # The widget's own state is dropped when the user visits another page: restore it from ours.
     picked = st.session_state.get(keys["pick"], st.session_state.get(keys["selection"]))
     if picked is None:
@@ -127,15 +158,22 @@ def image_picker(
         picked = [picked]
     if new_labels:  # a fresh upload is what the user wants to see
         picked = [*picked, *new_labels] if multiple else new_labels[-1:]
-    picked = [p for p in dict.fromkeys(picked) if p in options]
+    return [p for p in dict.fromkeys(picked) if p in options]
+
+
+def _pick_widget(
+    keys: dict[str, str], label: str, options: list[str], picked: list[str], *, multiple: bool
+) -> list[str]:
+    """The multiselect (or selectbox), preset to ``picked``; returns the labels chosen."""
     if multiple:
         st.session_state[keys["pick"]] = picked
-        chosen = st.multiselect(label, options, key=keys["pick"])
-    else:
-        st.session_state[keys["pick"]] = picked[0] if picked else options[0]
-        chosen = [st.selectbox(label, options, key=keys["pick"])]
-    st.session_state[keys["selection"]] = list(chosen)
+        return st.multiselect(label, options, key=keys["pick"])
+    st.session_state[keys["pick"]] = picked[0] if picked else options[0]
+    return [st.selectbox(label, options, key=keys["pick"])]
 
+
+def _load_chosen(chosen: list[str], uploads: dict[str, Upload]) -> list[LoadedImage]:
+    """The pixels of each chosen upload or sample, with a caption for any that needed fixing."""
     images = []
     for lab in chosen:
         image = decoded(uploads[lab]) if lab in uploads else load_sample(lab)
