@@ -1,0 +1,108 @@
+"""A model, its plain (or residual) counterpart, and the held-out data to judge them on.
+
+The "why it works" analyses compare a residual network with a plain one. Which plain one depends on
+where the weights come from:
+
+- a saved or bundled training run: the run of the twin variant trained in the same session (same
+  data, seed and recipe), so both networks are *trained*;
+- anything else (random weights, a checkpoint, ImageNet weights): the twin built by
+  :func:`resviz.models.make_twin`, which shares every weight the two have in common. For trained
+  weights that twin is not a trained network, and :attr:`ModelPair.how` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from resviz.models import make_twin, twin_name
+
+if TYPE_CHECKING:
+    import torch
+
+    from resviz.datasets import ImageDataset
+    from resviz.models.weights import LoadedModel
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A residual network and a plain one, in that order, whatever order they were asked in."""
+
+    residual: LoadedModel
+    plain: LoadedModel
+    how: str  # for people: where the counterpart came from
+
+
+def twin_run_path(loaded: LoadedModel) -> str | None:
+    """The folder of the run that trained ``loaded``'s twin alongside it, if there is one."""
+    if loaded.weights != "run":
+        return None
+    from resviz.runs import list_runs, read_metadata
+
+    meta = loaded.metadata
+    want = twin_name(loaded.name)
+    for info in list_runs():
+        if info.name != want:
+            continue
+        other = read_metadata(info.path)
+        same_session = other.get("group") is not None and other.get("group") == meta.get("group")
+        same_recipe = other.get("train_config") == meta.get("train_config") and other.get(
+            "created"
+        ) == meta.get("created")
+        if same_session or same_recipe:
+            return str(info.path)
+    return None
+
+
+def model_pair(loaded: LoadedModel, *, device: str | torch.device | None = None) -> ModelPair:
+    """``loaded`` and its counterpart: the twin trained in the same session, else ``make_twin``.
+
+    The counterpart is a new model; ``loaded.model`` itself is neither copied nor changed.
+    """
+    import copy
+
+    from resviz.device import model_device
+    from resviz.models.weights import load_model
+
+    dev = device if device is not None else model_device(loaded.model)
+    path = twin_run_path(loaded)
+    if path is not None:
+        other = load_model(twin_name(loaded.name), path, device=dev)
+        how = f"{other.name} trained in the same session ({other.source})"
+    else:
+        twin = make_twin(loaded.model).to(dev).eval()
+        other = copy.copy(loaded)
+        other.model, other.name, other.notice = twin, twin_name(loaded.name), None
+        shared = "random" if not loaded.trained else f"{loaded.source}, not trained without shortcuts"
+        how = f"{other.name}: the same weights with the shortcuts flipped ({shared})"
+    if loaded.config.skip:
+        return ModelPair(residual=loaded, plain=other, how=how)
+    return ModelPair(residual=other, plain=loaded, how=how)
+
+
+def held_out(loaded: LoadedModel, n: int | None = None) -> ImageDataset | None:
+    """The held-out set of the dataset ``loaded`` was trained on (its first ``n`` images), or None.
+
+    Only the built-in datasets (shapes, digits) are read here: they are made or loaded in a moment
+    and never need the network. Models without a run (random, checkpoint, ImageNet) have none.
+    """
+    meta = loaded.metadata if loaded.weights == "run" else {}
+    name = meta.get("dataset")
+    if name not in ("shapes", "digits"):
+        return None
+    from resviz.datasets import load_dataset
+
+    tc = meta.get("train_config") or {}
+    data = load_dataset(
+        str(name),
+        seed=int(tc.get("data_seed", 0)),  # type: ignore[union-attr]
+        size=tc.get("size"),  # type: ignore[union-attr]
+        n_train=64 if name == "shapes" else None,  # the training half is not needed here
+        n_test=n if name == "shapes" else None,
+    )
+    if n is not None and n < len(data.y_test):
+        import dataclasses
+
+        masks = data.masks_test[:n] if data.masks_test is not None else None
+        data = dataclasses.replace(data, x_test=data.x_test[:n], y_test=data.y_test[:n], masks_test=masks)
+    return data

@@ -1,0 +1,7 @@
+"""Why it works: the shattered section (being built)."""
+
+import streamlit as st
+
+
+def render() -> None:
+    st.info("This section is being built.")
