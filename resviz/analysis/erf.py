@@ -274,7 +274,7 @@ def erf_depth(depth: int, *, size: int, n: int = 16, seed: int = 0) -> tuple[Erf
 
 
 def erf_sweep(
-    depths: Sequence[int], *, n: int = 16, seed: int = 0, progress: Progress | None = None
+    depths: str | Sequence[int], *, n: int = 16, seed: int = 0, progress: Progress | None = None
 ) -> ErfSweep:
     """ERF of the first stage's centre unit against depth, CIFAR twins at initialization.
 

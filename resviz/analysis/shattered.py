@@ -252,7 +252,7 @@ def toy_depth(depth: int, settings: ToySettings) -> tuple[list[GradientLine], li
 
 
 def toy_sweep(
-    depths: Sequence[int], settings: ToySettings = ToySettings(), *, progress: Progress | None = None
+    depths: str | Sequence[int], settings: ToySettings = ToySettings(), *, progress: Progress | None = None
 ) -> ShatteredSweep:
     """Lag-1 autocorrelation of the input gradient against depth, in Balduzzi's 1D toy setting.
 
@@ -480,7 +480,7 @@ def conv_depth(
 
 
 def conv_sweep(
-    depths: Sequence[int],
+    depths: str | Sequence[int],
     *,
     size: int = 16,
     points: int = 256,

@@ -1,0 +1,114 @@
+"""``python -m resviz shattered``: lag-1 autocorrelation of the input gradient against depth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resviz.analysis.shattered import LinePair, ShatteredSweep
+
+NAME = "shattered"
+HELP = "Shattered gradients (Balduzzi et al. 2017): gradient autocorrelation along a line, plain vs residual."
+ORDER = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--depths",
+        default="2,10,20,50",
+        help="hidden layers of the 1D toy nets, e.g. 2,10,20,50 (with --conv: CIFAR depths 6n+2)",
+    )
+    parser.add_argument("--conv", action="store_true", help="CIFAR twins on a line between two random images")
+    parser.add_argument("--width", type=int, default=200, help="toy nets: units per layer")
+    parser.add_argument("--points", type=int, default=256, help="inputs along the line")
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="toy nets: networks per depth (lag-1 averaged)"
+    )
+    parser.add_argument("--no-bn", action="store_true", help="toy nets without BatchNorm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trained",
+        metavar="RUN",
+        help="also measure a saved run (its folder, or a variant name such as resnet56 for the newest "
+        "run of it) and its counterpart, on a line between two of its held-out images",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from resviz.analysis.shattered import ToySettings, conv_sweep, line_pair, toy_sweep
+    from resviz.device import configure_cpu_threads
+
+    configure_cpu_threads()
+    if args.conv:
+        sweep = conv_sweep(args.depths, points=args.points, seed=args.seed)
+    else:
+        settings = ToySettings(
+            width=args.width,
+            points=args.points,
+            batchnorm=not args.no_bn,
+            repeats=args.repeats,
+            seed=args.seed,
+        )
+        sweep = toy_sweep(args.depths, settings)
+    trained = (
+        line_pair(resolve_run(args.trained), points=args.points, seed=args.seed) if args.trained else None
+    )
+    if args.json:
+        print(json.dumps(_doc(sweep, trained), indent=2, allow_nan=False))
+    else:
+        _print(sweep, trained)
+    return 0
+
+
+def resolve_run(text: str):  # type: ignore[no-untyped-def]
+    """A run folder, or the newest saved run of a variant name, as a :class:`LoadedModel`."""
+    from pathlib import Path
+
+    from resviz.errors import CheckpointError
+    from resviz.models.weights import load_model
+    from resviz.runs import list_runs
+
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        runs = [r for r in list_runs() if r.name == text]
+        if not runs:
+            names = sorted({r.name for r in list_runs()})
+            have = f" Saved runs: {', '.join(names)}." if names else " There are no saved runs."
+            raise CheckpointError(f"{text!r} is neither a run folder nor the name of a saved run.{have}")
+        path = runs[0].path
+    return load_model("resnet20", path)  # a run brings its own variant
+
+
+def _num(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _doc(sweep: ShatteredSweep, trained: LinePair | None) -> dict[str, object]:
+    from resviz.analysis.shattered import sweep_rows
+
+    doc: dict[str, object] = {"setting": sweep.setting, "depths": sweep_rows(sweep)}
+    if trained is not None:
+        doc["trained"] = {
+            "source": trained.source,
+            "output": trained.residual.output,
+            "lag1": {
+                trained.residual.model: _num(trained.residual.lag1),
+                trained.plain.model: _num(trained.plain.lag1),
+            },
+        }
+    return doc
+
+
+def _print(sweep: ShatteredSweep, trained: LinePair | None) -> None:
+    print(sweep.setting)
+    print(f"{'depth':>5}  {'plain lag-1':>12}  {'residual lag-1':>14}")
+    for d, p, r in zip(sweep.depths, sweep.plain_lag1, sweep.residual_lag1):
+        print(f"{int(d):>5}  {p:>12.3f}  {r:>14.3f}")
+    if trained is not None:
+        print(f"\n{trained.source}; d({trained.residual.output})/d(input):")
+        for line in (trained.residual, trained.plain):
+            print(f"  {line.model}: lag-1 autocorrelation {line.lag1:.3f}")
