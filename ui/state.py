@@ -72,6 +72,7 @@ WHY_STORY_PENDING = "why_story_pending"  # set by the Run/Stop callbacks, consum
 WHY_STORY_POINTS = "why_story_points"  # {(depth, batchnorm): TwinProfile} finished this session
 WHY_STORY_OPEN_BN = "why_story_open_bn"  # button: Gradient Flow, 56 layers, BatchNorm on
 WHY_STORY_OPEN_NOBN = "why_story_open_nobn"  # button: Gradient Flow, 56 layers, BatchNorm off
+WHY_STORY_SWITCH = "why_story_switch"  # set by those buttons' callbacks: switch pages on this run
 WHY_STORY_CHART = "why_story_chart"  # + "_chart" / "_csv" / "_html": the sweep figure and downloads
 SHAT_PREFIX = "shat_"
 SHAT_DEPTHS = "shat_depths"  # multiselect: hidden layers of the 1D toy nets
