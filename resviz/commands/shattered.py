@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trained",
         metavar="RUN",
-        help="also measure a saved run (its folder, or a variant name such as resnet56 for the newest "
-        "run of it) and its counterpart, on a line between two of its held-out images",
+        help="also measure a saved run (its id, title or folder, or a variant name such as resnet56 for "
+        "the newest run of it) and its counterpart, on a line between two of its held-out images",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
@@ -65,21 +65,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def resolve_run(text: str):  # type: ignore[no-untyped-def]
-    """A run folder, or the newest saved run of a variant name, as a :class:`LoadedModel`."""
-    from pathlib import Path
-
+    """A run's folder, id or title (:func:`resviz.runs.find_run`), or a variant name for the newest
+    run of that variant, as a :class:`resviz.models.weights.LoadedModel`."""
     from resviz.errors import CheckpointError
     from resviz.models.weights import load_model
-    from resviz.runs import list_runs
+    from resviz.runs import find_run, list_runs
 
-    path = Path(text).expanduser()
-    if not path.is_dir():
-        runs = [r for r in list_runs() if r.name == text]
-        if not runs:
-            names = sorted({r.name for r in list_runs()})
-            have = f" Saved runs: {', '.join(names)}." if names else " There are no saved runs."
-            raise CheckpointError(f"{text!r} is neither a run folder nor the name of a saved run.{have}")
-        path = runs[0].path
+    try:
+        path = find_run(text).path
+    except CheckpointError:
+        newest = next((r for r in list_runs() if r.name == text), None)
+        if newest is None:
+            raise
+        path = newest.path
     return load_model("resnet20", path)  # a run brings its own variant
 
 
