@@ -165,3 +165,19 @@ def test_cli_json_and_bad_input(capsys, monkeypatch) -> None:
         assert cli_main(["shattered", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_a_saved_run_and_its_twin_on_a_line_between_held_out_images(capsys, monkeypatch) -> None:
+    from resviz.runs import save_run
+    from tests.test_weights import fake_trained
+
+    monkeypatch.setenv("RESVIZ_THREADS", str(torch.get_num_threads()))
+    save_run(fake_trained("plain8"), group="pair")
+    save_run(fake_trained("resnet8"), group="pair")
+    argv = ["shattered", "--depths", "1", "--width", "8", "--points", "16", "--repeats", "1", "--json"]
+    assert cli_main([*argv, "--trained", "resnet8"]) == 0
+    trained = json.loads(capsys.readouterr().out)["trained"]
+    assert set(trained["lag1"]) == {"resnet8", "plain8"}
+    assert (
+        "trained in the same session" in trained["source"] and "held-out shapes images" in trained["source"]
+    )
