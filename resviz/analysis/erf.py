@@ -263,7 +263,7 @@ def erf_depth(depth: int, *, size: int, n: int = 16, seed: int = 0) -> tuple[Erf
     residual, plain = build_twins(TwinSettings(depth=int(depth), seed=seed), "cpu")
     x = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
     maps = []
-    for net in (plain, residual):
+    for net in (plain, residual):  # both built here: their statistics may be set
         freeze_batch_statistics(net, x, chunk=n)
         maps.append(
             effective_receptive_field(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from resviz.device import model_device, oom_guard
 from resviz.errors import ConfigError
 from resviz.hooks import preserve_model_state
 
@@ -359,6 +360,7 @@ def image_line(
     points: int = 256,
     chunk: int = 64,
     name: str = "model",
+    residual: bool = False,
     seed: int = 0,
 ) -> GradientLine:
     """d(logit ``target``)/d(input) at every point between images ``a`` and ``b``.
@@ -373,6 +375,7 @@ def image_line(
         points: inputs along the line.
         chunk: inputs per forward and backward pass.
         name: what the result calls the model.
+        residual: whether it has shortcuts (colours and labels only).
         seed: picks the coordinates kept when an input has more than :data:`MAX_COORDS` of them.
 
     Returns:
@@ -384,8 +387,6 @@ def image_line(
     if c * h * w > MAX_COORDS:
         keep = torch.randperm(c * h * w, generator=torch.Generator().manual_seed(seed))[:MAX_COORDS]
     centre = (h // 2) * w + w // 2  # channel 0, centre pixel, in the flattened gradient
-    from resviz.device import model_device, oom_guard
-
     dev = model_device(model)
     grads, trace = [], []
     with oom_guard("The shattered-gradients analysis"), preserve_model_state(model), torch.enable_grad():
@@ -406,7 +407,7 @@ def image_line(
     g_all = torch.cat(grads).double().numpy()
     return GradientLine(
         model=name,
-        residual=bool(getattr(getattr(model, "config", None), "skip", False)),
+        residual=residual,
         t=t.double().numpy(),
         trace=torch.cat(trace).double().numpy(),
         acf=autocorrelation(g_all),
@@ -431,7 +432,7 @@ def line_pair(
     else:
         where = "the two given images"
     res_m, plain_m = pair.residual.model, pair.plain.model
-    residual = image_line(res_m, a, b, points=points, name=pair.residual.name, seed=seed)
+    residual = image_line(res_m, a, b, points=points, name=pair.residual.name, residual=True, seed=seed)
     target = int(residual.output.split()[-1])
     plain = image_line(plain_m, a, b, target=target, points=points, name=pair.plain.name, seed=seed)
     return LinePair(residual=residual, plain=plain, source=f"{pair.how}; {points} points between {where}")
@@ -469,13 +470,9 @@ def conv_depth(
     a, b = torch.randn(2, 3, size, size, generator=gen)
     _, xs = line_inputs(a, b, points)
     lines = []
-    for net in (plain, residual):
+    for net, name in ((plain, f"plain{depth}"), (residual, f"resnet{depth}")):
         freeze_batch_statistics(net, xs, chunk=64)
-        lines.append(
-            image_line(
-                net, a, b, target=0, points=points, name=f"{'resnet' if net.config.skip else 'plain'}{depth}"
-            )
-        )
+        lines.append(image_line(net, a, b, target=0, points=points, name=name, residual=net.config.skip))
     return lines[0], lines[1]
 
 
