@@ -94,7 +94,7 @@ def run_controls(run_key: str, stop_key: str, pending_key: str, *, label: str = 
     Clicks act in callbacks, which run before the script: no rerun can drop them. A click on Stop
     (or on any widget) interrupts a running loop at its next progress update; what it finished is kept.
     """
-    c1, c2, _ = st.columns([1, 1, 4])
+    c1, c2, _ = st.columns([1, 1, 6])
     c1.button(label, key=run_key, type="primary", on_click=_set, args=(pending_key, True))
     c2.button("Stop", key=stop_key, on_click=_set, args=(pending_key, False))
     return bool(st.session_state.pop(pending_key, False))
