@@ -75,9 +75,8 @@ def _print_table(runs) -> None:
         print("No saved runs yet: train some with `python -m resviz train`.")
         return
     width = max(len(r.id) for r in runs)
-    print(
-        f"{'id':<{width}}  {'model':<10} {'data':<8} {'steps':>6} {'train %':>7} {'held-out %':>10} {'pointing %':>10}"
-    )
+    head = f"{'model':<10} {'data':<8} {'steps':>6} {'train %':>7} {'held-out %':>10} {'pointing %':>10}"
+    print(f"{'id':<{width}}  {head}")
     for r in runs:
         note = " (bundled)" if r.bundled else (" (stopped early)" if r.stopped_early else "")
         print(
