@@ -17,7 +17,9 @@ ORDER = 61
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="resnet20", help="a variant from `python -m resviz models`")
     parser.add_argument(
-        "--weights", default="random", help="random, imagenet, a checkpoint path or a saved run's folder"
+        "--weights",
+        default="random",
+        help="random, imagenet, a checkpoint path, or a saved run's folder, id or title",
     )
     parser.add_argument("--layer", default="layer1", help="dotted layer name, e.g. layer1 or layer2.0")
     parser.add_argument(
@@ -44,10 +46,25 @@ def run(args: argparse.Namespace) -> int:
         sweep = erf_sweep(args.depths, n=min(args.n, 16), seed=args.seed)
         _sweep_out(sweep, args.mass, args.json)
         return 0
-    loaded = load_model(args.model, args.weights, seed=args.seed)
+    loaded = load_model(args.model, _weights(args.weights), seed=args.seed)
     pair = erf_pair(loaded, args.layer, n=args.n, seed=args.seed)
     _pair_out(pair, args.mass, args.json)
     return 0
+
+
+def _weights(text: str) -> str:
+    """A saved run's id or title becomes its folder; anything else is for :func:`load_model`."""
+    import os
+
+    from resviz.errors import CheckpointError
+    from resviz.runs import find_run
+
+    if text in ("random", "imagenet") or os.path.exists(text):
+        return text
+    try:
+        return str(find_run(text).path)
+    except CheckpointError:
+        return text  # load_model says the checkpoint file is missing
 
 
 def _pair_out(pair: ErfPair, mass: float, as_json: bool) -> None:
