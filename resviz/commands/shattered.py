@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from resviz.device import configure_cpu_threads
 
     configure_cpu_threads()
+    run_model = resolve_run(args.trained) if args.trained else None  # a bad name fails before any work
     if args.conv:
         sweep = conv_sweep(args.depths, points=args.points, seed=args.seed)
     else:
@@ -54,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         sweep = toy_sweep(args.depths, settings)
-    trained = (
-        line_pair(resolve_run(args.trained), points=args.points, seed=args.seed) if args.trained else None
-    )
+    trained = line_pair(run_model, points=args.points, seed=args.seed) if run_model is not None else None
     if args.json:
         print(json.dumps(_doc(sweep, trained), indent=2, allow_nan=False))
     else:
