@@ -78,7 +78,7 @@ def test_shattered_toy_sweep_shows_what_the_library_computes(open_page) -> None:
 
 
 def test_shattered_line_and_erf_of_the_sidebar_model(open_page) -> None:
-    at = open_page(PAGE, **FAST, **{state.SHAT_LINE_POINTS: 64, state.ERF_N: 8})
+    at = open_page(PAGE, **FAST, **{state.SHAT_LINE_POINTS: 64, state.ERF_N: 8, state.ERF_LAYER: "layer1"})
     at.button(key=state.SHAT_LINE_RUN).click().run()
     at.button(key=state.ERF_RUN).click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -71,6 +71,20 @@ def _layers(loaded) -> list[str]:  # type: ignore[no-untyped-def]
     return names
 
 
+def _default_layer(loaded, layers: list[str]) -> str:  # type: ignore[no-untyped-def]
+    """The deepest layer whose theoretical field fits the model's input (no clipped squares)."""
+    from resviz.analysis.erf import MAX_RANDOM_SIZE, theoretical_field
+
+    # The inputs erf_inputs will use: the run's own images, else random ones of at most this size.
+    size = (
+        loaded.preprocessing.crop
+        if loaded.weights == "run"
+        else min(loaded.preprocessing.crop, MAX_RANDOM_SIZE)
+    )
+    fitting = [name for name in layers if theoretical_field(loaded.model, name).size <= size]
+    return fitting[-1] if fitting else layers[0]
+
+
 def _sidebar_pair(mass: float) -> None:
     from resviz.analysis.erf import map_rows
     from resviz.plots import erf as ep
@@ -80,7 +94,7 @@ def _sidebar_pair(mass: float) -> None:
     loaded = current_model()
     show_model_banner(loaded)
     layers = _layers(loaded)
-    default = loaded.model.feature_info[0].name
+    default = _default_layer(loaded, layers)
     c1, c2 = st.columns([3, 1])
     layer = c1.selectbox("Layer", layers, index=layers.index(default), key=state.ERF_LAYER)
     n = c2.selectbox("Inputs averaged", [8, 16, 32, 64], index=2, key=state.ERF_N)
