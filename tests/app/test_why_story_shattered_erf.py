@@ -104,3 +104,14 @@ def test_an_unusable_sidebar_model_is_one_sentence_per_section(open_page) -> Non
     at = open_page(PAGE, **FAST, **{state.MODEL_WEIGHTS: "checkpoint"})
     assert not at.exception, [e.value for e in at.exception]
     assert sum("Upload a checkpoint file" in e.value for e in at.error) >= 2
+
+
+@pytest.mark.demo_default
+def test_the_bundled_demo_pair_on_a_line_between_held_out_images(open_page) -> None:
+    at = open_page(PAGE, **{state.SHAT_LINE_POINTS: 64})
+    at.button(key=state.SHAT_LINE_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert "resnet56: lag-1 autocorrelation" in metrics and "plain56: lag-1 autocorrelation" in metrics
+    measured = next(c.value for c in at.caption if c.value.startswith("Measured:"))
+    assert "plain56 trained in the same session" in measured and "held-out shapes images" in measured
