@@ -292,3 +292,32 @@ def test_cli_bad_input_is_one_sentence_and_exit_2(capsys, argv, words):
     rc = main(["faithfulness", "--model", "resnet8", "--n", "2", *argv])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_figures_draw_every_method_and_net(pair):
+    from resviz.plots.faithfulness import curves_figure, metrics_figure
+
+    report = evaluate(pair, _images(2), methods=["saliency", REFERENCE], steps=2, percentiles=(40, 60))
+    fig = metrics_figure(report)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == len(report.metrics) * 2  # a bar trace per metric and method, a bar per net
+    assert list(bars[0].x) == ["resnet8", "plain8"]
+    np.testing.assert_allclose(bars[0].y, report.table()[:, 0, 0], rtol=1e-6)
+    assert "lower is better" in fig.layout.annotations[0].text
+    curves = curves_figure(report)
+    assert len(curves.data) == 4 * 2 * 2  # 4 panels x 2 nets x 2 methods
+    dashes = {t.name: t.line.dash for t in curves.data}
+    assert dashes["resnet8: saliency"] == "solid" and dashes["plain8: saliency"] == "dash"
+    np.testing.assert_allclose(curves.data[0].x, report.fractions)
+
+
+def test_plots_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, resviz.plots.faithfulness; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
