@@ -6,7 +6,6 @@ makes it).
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -113,12 +112,9 @@ class FaithfulnessReport:
 
     def to_csv(self) -> str:
         """:meth:`rows` as CSV text."""
-        rows = self.rows()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
+        from resviz.export import to_csv
+
+        return to_csv(self.rows())
 
     def to_npz(self) -> bytes:
         """Every array (per image), with the names, as a compressed ``.npz`` file."""
