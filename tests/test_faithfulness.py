@@ -32,7 +32,9 @@ def _linear_net(c: int = 3, size: int = 8, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     net = nn.Sequential(nn.Flatten(), nn.Linear(c * size * size, 2))
     with torch.no_grad():
-        net[1].weight.copy_(torch.cat([torch.randn(1, c * size * size, generator=g), torch.zeros(1, c * size * size)]))
+        net[1].weight.copy_(
+            torch.cat([torch.randn(1, c * size * size, generator=g), torch.zeros(1, c * size * size)])
+        )
         net[1].bias.zero_()
     return net.eval()
 
@@ -125,7 +127,9 @@ def test_imputation_equals_pytorch_grad_cams(gradcam_road):
     img = rng.standard_normal((3, 9, 7)).astype(np.float32)
     for share in (0.1, 0.5, 0.9):
         keep = rng.random((9, 7)) > share  # removed pixels on the border and in the corners too
-        expected = gradcam_road.NoisyLinearImputer(noise=0.0)(torch.from_numpy(img), torch.from_numpy(keep.astype(np.float32)))
+        expected = gradcam_road.NoisyLinearImputer(noise=0.0)(
+            torch.from_numpy(img), torch.from_numpy(keep.astype(np.float32))
+        )
         got = impute(img[None], keep[None], noise=0.0)[0]
         np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
 
@@ -196,8 +200,14 @@ def test_evaluate_scores_every_method_and_leaves_the_models_as_they_were(pair):
     before = [_state(m) for _, m in pair]
     seen = []
     report = evaluate(
-        pair, x, targets=[0, 1, 2, 3], masks=masks, methods=["gradcam", "saliency", REFERENCE],
-        steps=4, percentiles=(30, 70), progress=lambda d, n, s: seen.append((d, n)),
+        pair,
+        x,
+        targets=[0, 1, 2, 3],
+        masks=masks,
+        methods=["gradcam", "saliency", REFERENCE],
+        steps=4,
+        percentiles=(30, 70),
+        progress=lambda d, n, s: seen.append((d, n)),
     )
     for (_, m), b in zip(pair, before):
         _assert_unchanged(m, b)
@@ -237,7 +247,11 @@ def test_a_failure_halfway_leaves_the_models_as_they_were(pair):
 def test_stopping_returns_what_was_done(pair):
     calls = iter(range(1000))
     report = evaluate(
-        pair, _images(2), methods=[REFERENCE, "saliency"], steps=2, percentiles=(50,),
+        pair,
+        _images(2),
+        methods=[REFERENCE, "saliency"],
+        steps=2,
+        percentiles=(50,),
         should_stop=lambda: next(calls) >= 2,  # the random reference's two checks pass, then stop
     )
     assert not report.complete
@@ -262,15 +276,32 @@ def test_bad_settings_are_one_sentence(pair, kwargs, words):
 
 def test_forward_passes_count_the_perturbed_images():
     # Per image and method: 1 unperturbed + 2 x 11 curve points + 2 x 4 ROAD images, plus 3 for Grad-CAM.
-    assert forward_passes(["gradcam", REFERENCE], 10, steps=10, percentiles=(20, 40, 60, 80)) == 10 * (31 + 3) + 10 * 31
+    assert (
+        forward_passes(["gradcam", REFERENCE], 10, steps=10, percentiles=(20, 40, 60, 80))
+        == 10 * (31 + 3) + 10 * 31
+    )
 
 
 # --------------------------------------------------------------------------- the command
 
 
 def test_cli_json(capsys):
-    rc = main(["faithfulness", "--model", "resnet8", "--n", "3", "--methods", "gradcam,random",
-               "--steps", "2", "--road-percentiles", "50", "--json"])
+    rc = main(
+        [
+            "faithfulness",
+            "--model",
+            "resnet8",
+            "--n",
+            "3",
+            "--methods",
+            "gradcam,random",
+            "--steps",
+            "2",
+            "--road-percentiles",
+            "50",
+            "--json",
+        ]
+    )
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["nets"] == ["resnet8", "plain8"] and doc["images"] == 3
@@ -321,3 +352,8 @@ def test_plots_do_not_import_torch():
     code = "import sys, resviz.plots.faithfulness; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_targets_beyond_the_models_classes_are_refused(pair):
+    with pytest.raises(FaithfulnessError, match="classes 0 to 9"):
+        evaluate(pair, _images(2), targets=[0, 10], methods=[REFERENCE])

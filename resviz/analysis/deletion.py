@@ -45,7 +45,10 @@ class PerturbationCurve:
 
 
 def trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Area under ``y`` ``(..., S)`` over ``x`` ``(S,)`` by the trapezoid rule (numpy 1.26 has no ``trapezoid``)."""
+    """Area under ``y`` ``(..., S)`` over ``x`` ``(S,)`` by the trapezoid rule.
+
+    Written out because ``np.trapezoid`` is numpy 2 only and ``np.trapz`` is deprecated there.
+    """
     return (((y[..., 1:] + y[..., :-1]) / 2) * np.diff(x)).sum(-1)
 
 

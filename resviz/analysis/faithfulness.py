@@ -52,7 +52,6 @@ REFERENCE = "random"  # a uniformly random map: the score of an explanation that
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "saliency", REFERENCE)
 
 
-
 def default_methods() -> tuple[str, ...]:
     """:data:`DEFAULT_METHODS` that the attribution method table offers, and the random reference."""
     from resviz.analysis.attribution import METHODS
@@ -227,7 +226,9 @@ def evaluate(
                 curves[0, a, b], curves[1, a, b] = dele.probs, ins.probs
                 road_curves[0, a, b], road_curves[1, a, b] = rd.morf, rd.lerf
                 pointing = pointing_hits(maps, mask_np) if mask_np is not None else np.full(n, np.nan)
-                scores[a, b] = np.stack([dele.auc, ins.auc, rd.morf.mean(1), rd.lerf.mean(1), rd.combined, pointing])
+                scores[a, b] = np.stack(
+                    [dele.auc, ins.auc, rd.morf.mean(1), rd.lerf.mean(1), rd.combined, pointing]
+                )
                 seconds[a, b] = time.perf_counter() - start
                 done += 1
                 if progress is not None:
@@ -302,10 +303,17 @@ def _maps(
 
 
 def _targets(model: nn.Module, x: Tensor, targets: Sequence[int] | Tensor | None, batch_size: int) -> Tensor:
-    if targets is not None:
-        return torch.as_tensor(targets, device=x.device).long()
+    """The given targets, checked against the model's classes, or its predictions."""
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        if targets is None:
+            return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        t = torch.as_tensor(targets, device=x.device).long()
+        classes = model(x[:1]).shape[1]
+    if int(t.min()) < 0 or int(t.max()) >= classes:
+        raise FaithfulnessError(
+            f"Targets must be classes 0 to {classes - 1} of this model, not {int(t.max())}."
+        )
+    return t
 
 
 def _check(
@@ -328,7 +336,9 @@ def _check(
     if targets is not None and len(targets) != len(x):
         raise FaithfulnessError(f"{len(targets)} targets for {len(x)} images; give one per image.")
     if masks is not None and tuple(np.shape(masks)) != (len(x), *x.shape[-2:]):
-        raise FaithfulnessError(f"Masks of shape {tuple(np.shape(masks))} do not fit images {tuple(x.shape)}.")
+        raise FaithfulnessError(
+            f"Masks of shape {tuple(np.shape(masks))} do not fit images {tuple(x.shape)}."
+        )
     if steps < 1:
         raise FaithfulnessError(f"Deletion needs at least one step, not {steps}.")
     if not percentiles or not all(0 < p < 100 for p in percentiles):

@@ -29,10 +29,14 @@ METRICS: dict[str, Metric] = {
         "Insertion AUC", True, "area under the probability as the most relevant pixels come back first"
     ),
     "road_morf": Metric(
-        "ROAD MoRF", False, "probability change after imputing the most relevant pixels (mean over thresholds)"
+        "ROAD MoRF",
+        False,
+        "probability change after imputing the most relevant pixels (mean over thresholds)",
     ),
     "road_lerf": Metric(
-        "ROAD LeRF", True, "probability change after imputing the least relevant pixels (mean over thresholds)"
+        "ROAD LeRF",
+        True,
+        "probability change after imputing the least relevant pixels (mean over thresholds)",
     ),
     "road_combined": Metric("ROAD combined", True, "(LeRF - MoRF) / 2, pytorch-grad-cam's ROADCombined"),
     "pointing": Metric("Pointing game", True, "share of maps whose peak lies inside the object's mask"),
@@ -82,7 +86,7 @@ class FaithfulnessReport:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The metric keys of the third axis of :attr:`scores`, without the pointing game when it was not played."""
+        """The metrics that were computed: :data:`METRICS`, less the pointing game without masks."""
         return tuple(k for k in METRICS if self.has_masks or k != "pointing")
 
     @property
@@ -147,7 +151,10 @@ class FaithfulnessReport:
             "images": self.n_images,
             "layer": self.layer,
             "methods": list(self.methods),
-            "metrics": {k: {"label": METRICS[k].label, "higher_is_better": METRICS[k].higher_is_better} for k in self.metrics},
+            "metrics": {
+                k: {"label": METRICS[k].label, "higher_is_better": METRICS[k].higher_is_better}
+                for k in self.metrics
+            },
             "complete": self.complete,
             "rows": self.rows(),
             "fractions": self.fractions.round(5).tolist(),

@@ -118,7 +118,7 @@ def _check_methods(methods: tuple[str, ...]) -> None:
 
 
 def _data(loaded: LoadedModel, name: str | None, n: int) -> ImageDataset:
-    """The run's held-out set when it fits the request, else the built-in dataset ``name`` made for the model."""
+    """The run's held-out set when it fits the request, else built-in dataset ``name`` at the model's size."""
     from resviz.analysis.faithfulness import FaithfulnessError
     from resviz.analysis.pairs import held_out
     from resviz.datasets import load_dataset
@@ -169,7 +169,9 @@ def _print_table(report: FaithfulnessReport) -> None:
     print(f"{report.source}; {report.how}")
     keys = report.metrics
     head = f"{'net':<10} {'method':<22}" + "".join(f"{METRICS[k].label:>15}" for k in keys) + f"{'s':>7}"
-    arrows = " " * 33 + "".join(f"{'(higher better)' if METRICS[k].higher_is_better else '(lower better)':>15}" for k in keys)
+    arrows = " " * 33 + "".join(
+        f"{'(higher better)' if METRICS[k].higher_is_better else '(lower better)':>15}" for k in keys
+    )
     print(head)
     print(arrows)
     for row in report.rows():

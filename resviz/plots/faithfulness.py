@@ -50,10 +50,14 @@ def metrics_figure(report: FaithfulnessReport) -> go.Figure:
     keys = report.metrics
     table = report.table()
     colors = method_colors(report.methods)
-    titles = [f"{METRICS[k].label} ({'higher' if METRICS[k].higher_is_better else 'lower'} is better)" for k in keys]
+    titles = [
+        f"{METRICS[k].label} ({'higher' if METRICS[k].higher_is_better else 'lower'} is better)" for k in keys
+    ]
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.18, horizontal_spacing=0.07)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.18, horizontal_spacing=0.07
+    )
     for k, key in enumerate(keys):
         r, c = divmod(k, cols)
         for b, method in enumerate(report.methods):
@@ -64,15 +68,20 @@ def metrics_figure(report: FaithfulnessReport) -> go.Figure:
                     name=method,
                     legendgroup=method,
                     showlegend=k == 0,
-                    marker={"color": colors[method], "pattern": {"shape": [_PATTERN[a % 4] for a in range(len(report.nets))]}},
-                    hovertemplate=f"%{{x}}, {method}: %{{y:.4f}} ({METRICS[key].label}, {report.n_images} images)<extra></extra>",
+                    marker={
+                        "color": colors[method],
+                        "pattern": {"shape": [_PATTERN[a % 4] for a in range(len(report.nets))]},
+                    },
+                    hovertemplate=f"%{{x}}, {method}: %{{y:.4f}} ({METRICS[key].label}, "
+                    f"{report.n_images} images)<extra></extra>",
                 ),
                 row=r + 1,
                 col=c + 1,
             )
+    source = report.source or f"{report.n_images} images"
     fig.update_layout(
         barmode="group",
-        title=f"Faithfulness of each method on {' and '.join(report.nets)} ({report.source or f'{report.n_images} images'})",
+        title=f"Faithfulness of each method on {' and '.join(report.nets)} ({source})",
         height=300 * rows + 80,
         margin={"l": 50, "r": 20, "t": 90, "b": 40},
         legend_title_text="method",

@@ -22,7 +22,10 @@ def shapes_run():
 
 def _open(open_page, run, **extra):
     return open_page(
-        PAGE, model_name="resnet8", model_weights="run", train_run=str(run),
+        PAGE,
+        model_name="resnet8",
+        model_weights="run",
+        train_run=str(run),
         **{state.FAITH_N: 16, state.FAITH_METHODS: ["gradcam", "random"], state.FAITH_STEPS: 5, **extra},
     )
 
@@ -61,7 +64,11 @@ def test_the_section_says_the_cost_then_evaluates_both_nets(open_page, shapes_ru
 
 
 def test_a_larger_set_warns_before_running(open_page, shapes_run):
-    at = _open(open_page, shapes_run, **{state.FAITH_N: 256, state.FAITH_METHODS: ["integrated_gradients", "occlusion"]})
+    at = _open(
+        open_page,
+        shapes_run,
+        **{state.FAITH_N: 256, state.FAITH_METHODS: ["integrated_gradients", "occlusion"]},
+    )
     assert not at.exception, at.exception
     assert any("this one is larger" in w.value for w in at.warning)
     assert not at.get("arrow_data_frame")

@@ -71,23 +71,33 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
     )
     sources = ([HELD_OUT] if held_out(loaded, 1) is not None else []) + ([IMAGES] if images else [])
     if not sources:
-        st.info("Load a saved run on shapes or digits in the sidebar (held-out images), or pick images above.")
+        st.info(
+            "Load a saved run on shapes or digits in the sidebar (held-out images), or pick images above."
+        )
         return
     labels = {HELD_OUT: "held-out images of the run's dataset", IMAGES: "the images picked above"}
     c1, c2 = st.columns(2)
-    source = c1.radio("Images", sources, key=state.FAITH_SOURCE, format_func=labels.__getitem__, horizontal=True)
+    source = c1.radio(
+        "Images", sources, key=state.FAITH_SOURCE, format_func=labels.__getitem__, horizontal=True
+    )
     n = c2.select_slider("Held-out images", SIZES, value=64, key=state.FAITH_N, disabled=source != HELD_OUT)
     choices = [*METHODS, REFERENCE]
     if any(m not in choices for m in st.session_state.get(state.FAITH_METHODS, ())):
         del st.session_state[state.FAITH_METHODS]  # a method the table no longer has
     methods = st.multiselect(
-        "Methods", choices, default=list(default_methods()), key=state.FAITH_METHODS,
+        "Methods",
+        choices,
+        default=list(default_methods()),
+        key=state.FAITH_METHODS,
         format_func=lambda m: "random map (chance)" if m == REFERENCE else METHODS[m],
     )
     c3, c4 = st.columns(2)
     steps = c3.select_slider("Deletion / insertion steps", (5, 10, 20), value=10, key=state.FAITH_STEPS)
     road = c4.radio(
-        "ROAD thresholds", ("4", "9"), key=state.FAITH_ROAD, horizontal=True,
+        "ROAD thresholds",
+        ("4", "9"),
+        key=state.FAITH_ROAD,
+        horizontal=True,
         format_func=lambda v: "4 (20-80 %)" if v == "4" else "9 (10-90 %, as pytorch-grad-cam)",
     )
     if not methods:
@@ -102,7 +112,9 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
     if request not in reports:
         estimates: dict = st.session_state.setdefault(state.FAITH_PROBE, {})
         if request not in estimates:  # one timed forward pass per request, not per rerun
-            estimates[request] = estimate_seconds(pair.residual.model, x, methods, steps=steps, percentiles=percentiles)
+            estimates[request] = estimate_seconds(
+                pair.residual.model, x, methods, steps=steps, percentiles=percentiles
+            )
         seconds = estimates[request]
         _ask(request, seconds, len(x))
         if request not in st.session_state.get(state.FAITH_ASKED, set()):
@@ -142,8 +154,15 @@ def _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, reques
     try:
         report = evaluate(
             [(pair.residual.name, pair.residual.model), (pair.plain.name, pair.plain.model)],
-            x, targets=targets, masks=masks, methods=methods, steps=steps, percentiles=percentiles,
-            how=pair.how, source=what, progress=progress,
+            x,
+            targets=targets,
+            masks=masks,
+            methods=methods,
+            steps=steps,
+            percentiles=percentiles,
+            how=pair.how,
+            source=what,
+            progress=progress,
         )
     finally:
         st.session_state.get(state.FAITH_ASKED, set()).discard(request)
@@ -161,12 +180,32 @@ def _show(report: FaithfulnessReport) -> None:
     st.plotly_chart(curves_fig, key=state.FAITH_CURVES_CHART)
     name = "_vs_".join(report.nets)
     d1, d2, d3, d4 = st.columns(4)
-    d1.download_button("Table (CSV)", report.to_csv(), f"faithfulness_{name}.csv", "text/csv",
-                       key=f"{state.FAITH_DOWNLOAD}_csv")
-    d2.download_button("Per image (npz)", report.to_npz(), f"faithfulness_{name}.npz",
-                       "application/octet-stream", key=f"{state.FAITH_DOWNLOAD}_npz")
-    d3.download_button("Metrics chart (HTML)", metrics_fig.to_html(include_plotlyjs=True),
-                       f"faithfulness_{name}.html", "text/html", key=f"{state.FAITH_DOWNLOAD}_html")
-    d4.download_button("Curves (HTML)", curves_fig.to_html(include_plotlyjs=True),
-                       f"faithfulness_curves_{name}.html", "text/html", key=f"{state.FAITH_DOWNLOAD}_curves")
+    d1.download_button(
+        "Table (CSV)",
+        report.to_csv(),
+        f"faithfulness_{name}.csv",
+        "text/csv",
+        key=f"{state.FAITH_DOWNLOAD}_csv",
+    )
+    d2.download_button(
+        "Per image (npz)",
+        report.to_npz(),
+        f"faithfulness_{name}.npz",
+        "application/octet-stream",
+        key=f"{state.FAITH_DOWNLOAD}_npz",
+    )
+    d3.download_button(
+        "Metrics chart (HTML)",
+        metrics_fig.to_html(include_plotlyjs=True),
+        f"faithfulness_{name}.html",
+        "text/html",
+        key=f"{state.FAITH_DOWNLOAD}_html",
+    )
+    d4.download_button(
+        "Curves (HTML)",
+        curves_fig.to_html(include_plotlyjs=True),
+        f"faithfulness_curves_{name}.html",
+        "text/html",
+        key=f"{state.FAITH_DOWNLOAD}_curves",
+    )
     st.caption("PNG: the camera icon on each chart. `python -m resviz faithfulness` gives the same table.")
