@@ -357,3 +357,12 @@ def test_plots_do_not_import_torch():
 def test_targets_beyond_the_models_classes_are_refused(pair):
     with pytest.raises(FaithfulnessError, match="classes 0 to 9"):
         evaluate(pair, _images(2), targets=[0, 10], methods=[REFERENCE])
+
+
+def test_the_estimate_grows_with_the_work(pair):
+    from resviz.analysis.faithfulness import estimate_seconds
+
+    model = pair[0][1]
+    one = estimate_seconds(model, _images(1), ["saliency"])
+    assert 0 < one < estimate_seconds(model, _images(1), ["saliency", "integrated_gradients"])
+    assert hook_count(model) == 0

@@ -128,11 +128,12 @@ def estimate_seconds(
 ) -> float:
     """Rough wall time of :func:`evaluate` on ``x`` for ``nets`` networks like ``model``.
 
-    Times one batched forward pass of (up to 32 of) the images, times :func:`forward_passes`, plus
-    ROAD's imputations at the rate measured on a 2-core machine. An estimate to quote before a long
-    run, not a promise: larger perturbed batches usually run a little faster per image.
+    Times one forward pass of a batch of 32 images (``x``'s, repeated if fewer: the perturbed
+    images go in batches at least that large), times :func:`forward_passes`, plus ROAD's
+    imputations at the rate measured on a 2-core machine. An estimate to quote before a long run,
+    not a promise.
     """
-    xb = x[:32].to(model_device(model))
+    xb = x[:32].repeat(-(-32 // min(len(x), 32)), 1, 1, 1)[:32].to(model_device(model))
     with preserve_model_state(model), torch.no_grad():
         model(xb[:2])  # the first call pays for allocations
         start = time.perf_counter()

@@ -129,7 +129,7 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
 def _ask(request: tuple, seconds: float, n: int) -> None:
     """Say the cost, and offer Evaluate (and Stop, which only matters while a run is going)."""
     asked: set = st.session_state.setdefault(state.FAITH_ASKED, set())
-    text = f"About {seconds:.0f} s here for {n} images on both networks (an estimate)."
+    text = f"About {seconds:.0f} s here for {n} image{'s' if n != 1 else ''} on both networks (an estimate)."
     if seconds > QUICK_SECONDS:
         st.warning(f"{text} The default set takes under {QUICK_SECONDS:.0f} s; this one is larger.")
     else:
