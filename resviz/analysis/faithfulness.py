@@ -128,17 +128,21 @@ def estimate_seconds(
 ) -> float:
     """Rough wall time of :func:`evaluate` on ``x`` for ``nets`` networks like ``model``.
 
-    Times one forward pass of a batch of 32 images (``x``'s, repeated if fewer: the perturbed
-    images go in batches at least that large), times :func:`forward_passes`, plus ROAD's
-    imputations at the rate measured on a 2-core machine. An estimate to quote before a long run,
-    not a promise.
+    Times a forward pass of a batch as large as the perturbed images' (``x``'s images repeated;
+    fewer for large images, to keep the probe short), the quicker of two, times
+    :func:`forward_passes`, plus ROAD's imputations at the rate measured on a 2-core machine. An
+    estimate to quote before a long run, not a promise.
     """
-    xb = x[:32].repeat(-(-32 // min(len(x), 32)), 1, 1, 1)[:32].to(model_device(model))
+    size = 128 if x.shape[-1] * x.shape[-2] <= 64 * 64 else 8
+    xb = x[:size].repeat(-(-size // min(len(x), size)), 1, 1, 1)[:size].to(model_device(model))
     with preserve_model_state(model), torch.no_grad():
         model(xb[:2])  # the first call pays for allocations
-        start = time.perf_counter()
-        model(xb)
-        per_image = (time.perf_counter() - start) / len(xb)
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            model(xb)
+            times.append(time.perf_counter() - start)
+        per_image = min(times) / len(xb)
     n, pixels = len(x), x.shape[-2] * x.shape[-1]
     impute = n * 2 * len(percentiles) * pixels * _IMPUTE_SECONDS_PER_PIXEL * len(methods)
     return nets * (forward_passes(methods, n, steps=steps, percentiles=percentiles) * per_image + impute)

@@ -170,11 +170,23 @@ def _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, reques
     return report
 
 
+def _labelled(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The table's rows with each metric's label and which way is better as the column name."""
+    from resviz.analysis.faithfulness_report import METRICS
+
+    def name(key: str) -> str:
+        if key not in METRICS:
+            return key
+        return f"{METRICS[key].label} {'↑' if METRICS[key].higher_is_better else '↓'}"
+
+    return [{name(k): v for k, v in row.items()} for row in rows]
+
+
 def _show(report: FaithfulnessReport) -> None:
     from resviz.plots.faithfulness import curves_figure, metrics_figure
 
     st.caption(f"{report.source}. {report.how}.")
-    st.dataframe(report.rows(), hide_index=True)
+    st.dataframe(_labelled(report.rows()), hide_index=True)
     metrics_fig, curves_fig = metrics_figure(report), curves_figure(report)
     st.plotly_chart(metrics_fig, key=state.FAITH_METRICS_CHART)
     st.plotly_chart(curves_fig, key=state.FAITH_CURVES_CHART)
