@@ -366,3 +366,18 @@ def test_the_estimate_grows_with_the_work(pair):
     one = estimate_seconds(model, _images(1), ["saliency"])
     assert 0 < one < estimate_seconds(model, _images(1), ["saliency", "integrated_gradients"])
     assert hook_count(model) == 0
+
+
+def test_road_removes_the_share_it_says_when_the_map_has_ties():
+    from resviz.analysis.road import keep_masks
+
+    maps = np.zeros((2, 10, 10), dtype=np.float32)
+    maps[:, :3] = np.linspace(0.1, 1, 30, dtype=np.float32).reshape(3, 10)  # 70 % of the map is zero
+    for p in (20, 50, 80):
+        kept = keep_masks(maps, p, most_relevant_first=True)
+        assert np.all(kept.sum((1, 2)) == int(np.ceil(p * 99 / 100)))  # not every tied zero removed
+        assert not kept[:, :3].any() or p > 70  # the non-zero pixels go first
+    model = create_model("resnet8", seed=0).eval()
+    x = torch.randn(2, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    scores = road(model, x, maps, [0, 1], percentiles=(20, 80))
+    assert np.isfinite(scores.morf).all() and np.isfinite(scores.lerf).all()

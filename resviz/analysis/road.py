@@ -116,16 +116,23 @@ def impute(images: np.ndarray, keep: np.ndarray, *, noise: float = NOISE, seed: 
     return out.reshape(images.shape)
 
 
-def keep_masks(maps: np.ndarray, percentile: float, *, most_relevant_first: bool) -> np.ndarray:
-    """``(N, H, W)`` bool: the pixels that stay at one threshold, exactly as pytorch-grad-cam picks them.
+def keep_masks(
+    maps: np.ndarray, percentile: float, *, most_relevant_first: bool, seed: int = 0
+) -> np.ndarray:
+    """``(N, H, W)`` bool: the pixels that stay at one threshold, as pytorch-grad-cam picks them.
 
     Most relevant first keeps ``map < percentile(map)``; least relevant first does the same on
-    ``1 - map`` (so ties and float rounding fall the same way as in the reference).
+    ``1 - map`` (in float32, so rounding falls the same way as in the reference). Ties are broken
+    at random (seeded), a millionth of a millionth apart: with the reference's strict ``<``, a map
+    that is zero on more than ``percentile`` % of the image (Grad-CAM often is) would keep no pixel
+    at all, and there would be nothing to impute from. Without ties the result is the reference's.
     """
     m = maps.astype(np.float32)
     if not most_relevant_first:
         m = np.float32(1) - m
-    thresholds = np.array([np.percentile(one, percentile) for one in m], dtype=m.dtype)
+    jitter = np.random.default_rng(seed).random(m.shape) * 1e-12
+    m = m.astype(np.float64) + jitter
+    thresholds = np.array([np.percentile(one, percentile) for one in m])
     return m < thresholds[:, None, None]
 
 
@@ -161,7 +168,7 @@ def road(
     cpu = x.detach().float().cpu().numpy()
     n, p = len(cpu), len(percentiles)
     jobs = [(mrf, q) for mrf in (True, False) for q in percentiles]
-    keeps = np.stack([keep_masks(maps, q, most_relevant_first=mrf) for mrf, q in jobs], 1)  # (N, 2P, H, W)
+    keeps = np.stack([keep_masks(maps, q, most_relevant_first=mrf, seed=seed) for mrf, q in jobs], 1)
     with preserve_model_state(model), torch.no_grad():
         before = _probs(model, x, t)
         after = np.empty((n, len(jobs)), dtype=np.float32)
