@@ -168,12 +168,12 @@ def _print_table(report: FaithfulnessReport) -> None:
 
     print(f"{report.source}; {report.how}")
     keys = report.metrics
-    head = f"{'net':<10} {'method':<22}" + "".join(f"{METRICS[k].label:>15}" for k in keys) + f"{'s':>7}"
-    arrows = " " * 33 + "".join(
-        f"{'(higher better)' if METRICS[k].higher_is_better else '(lower better)':>15}" for k in keys
-    )
-    print(head)
-    print(arrows)
+    names = "".join(f"{METRICS[k].label:>16}" for k in keys)
+    ways = "".join(f"{'higher better' if METRICS[k].higher_is_better else 'lower better':>16}" for k in keys)
+    print(f"{'net':<10} {'method':<22}{names}{'seconds':>9}")
+    print(f"{'':<33}{ways}")
     for row in report.rows():
-        cells = "".join(f"{'-' if row[k] is None else format(row[k], '.3f'):>15}" for k in keys)
-        print(f"{row['net']:<10} {row['method']:<22}{cells}{row['seconds'] or 0:>7.1f}")
+        cells = "".join(f"{'-' if row[k] is None else format(row[k], '.3f'):>16}" for k in keys)
+        print(f"{row['net']:<10} {row['method']:<22}{cells}{row['seconds'] or 0:>9.1f}")
+    if not report.complete:
+        print("(stopped before the end: rows without numbers were not reached)")
