@@ -381,3 +381,25 @@ def test_road_removes_the_share_it_says_when_the_map_has_ties():
     x = torch.randn(2, 3, 10, 10, generator=torch.Generator().manual_seed(0))
     scores = road(model, x, maps, [0, 1], percentiles=(20, 80))
     assert np.isfinite(scores.morf).all() and np.isfinite(scores.lerf).all()
+
+
+@pytest.mark.slow
+def test_on_the_bundled_resnet20_saliency_beats_a_random_map():
+    from resviz.analysis.pairs import held_out, model_pair
+    from resviz.models.weights import load_model
+    from resviz.runs import BUNDLED_DIR
+
+    loaded = load_model("resnet20", str(BUNDLED_DIR / "demo-shapes-resnet20"))
+    data, pair = held_out(loaded, 32), model_pair(loaded)
+    report = evaluate(
+        [(pair.residual.name, pair.residual.model)],
+        data.normalize(data.x_test),
+        targets=data.y_test,
+        masks=data.masks_test.numpy(),
+        methods=["saliency", REFERENCE],
+    )
+    table = dict(zip(report.metrics, report.table()[0].T))
+    assert table["deletion_auc"][0] < table["deletion_auc"][1]
+    assert table["insertion_auc"][0] > table["insertion_auc"][1]
+    assert table["road_combined"][0] > table["road_combined"][1]
+    assert table["pointing"][0] > table["pointing"][1] + 0.2
