@@ -48,13 +48,14 @@ def _inputs(loaded: LoadedModel, source: str, n: int, images: Sequence[LoadedIma
     return data.normalize(data.x_test), data.y_test, masks, f"{len(data.y_test)} held-out {data.name} images"
 
 
-def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key: str = "") -> None:
+def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key: str) -> None:
     """The section: settings and cost, the Evaluate/Stop buttons, then the table, figures and downloads.
 
     Args:
         loaded: the sidebar's model.
         images: the images picked on the page (a source besides the run's held-out set).
-        model_key: identifies ``loaded`` across reruns (the page's ``repr(choice)``).
+        model_key: identifies ``loaded`` across reruns and sessions (the page's ``repr(choice)``):
+            the twin is cached under it.
     """
     from resviz.analysis.attribution import METHODS
     from resviz.analysis.faithfulness import REFERENCE, default_methods, estimate_seconds
