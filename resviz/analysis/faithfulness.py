@@ -133,7 +133,7 @@ def estimate_seconds(
     :func:`forward_passes`, plus ROAD's imputations at the rate measured on a 2-core machine. An
     estimate to quote before a long run, not a promise.
     """
-    size = 128 if x.shape[-1] * x.shape[-2] <= 64 * 64 else 8
+    size = 128 if x.shape[-1] * x.shape[-2] <= 64 * 64 else 4
     xb = x[:size].repeat(-(-size // min(len(x), size)), 1, 1, 1)[:size].to(model_device(model))
     with preserve_model_state(model), torch.no_grad():
         model(xb[:2])  # the first call pays for allocations
