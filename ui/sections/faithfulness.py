@@ -105,21 +105,24 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
         st.info("Pick at least one method.")
         return
     percentiles = PERCENTILES if road == "4" else ALL_PERCENTILES
-    pair = _pair(model_key, loaded)
-    x, targets, masks, what = _inputs(loaded, source, int(n), images)
     digests = tuple(im.digest for im in images) if source == IMAGES else ()
     request = (model_key, source, int(n), tuple(methods), int(steps), road, digests)
     reports: dict = st.session_state.setdefault(state.FAITH_REPORTS, {})
     if request not in reports:
+        # The inputs, the twin and the timed probe are made once per request, not on every rerun
+        # of the page (an opacity change above must not redo them).
         estimates: dict = st.session_state.setdefault(state.FAITH_PROBE, {})
-        if request not in estimates:  # one timed forward pass per request, not per rerun
-            estimates[request] = estimate_seconds(
-                pair.residual.model, x, methods, steps=steps, percentiles=percentiles
+        if request not in estimates:
+            x = _inputs(loaded, source, int(n), images)[0]
+            estimates[request] = (
+                estimate_seconds(loaded.model, x, methods, steps=steps, percentiles=percentiles),
+                len(x),
             )
-        seconds = estimates[request]
-        _ask(request, seconds, len(x))
+        _ask(request, *estimates[request])
         if request not in st.session_state.get(state.FAITH_ASKED, set()):
             return
+        x, targets, masks, what = _inputs(loaded, source, int(n), images)
+        pair = _pair(model_key, loaded)
         report = _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, request)
         reports[request] = report
         while len(reports) > MAX_REPORTS:
