@@ -127,6 +127,22 @@ ATTR_GRID_IMAGE = "attr_grid_image"  # index of the image the grid explains
 ATTR_GRID_LAYERS = "attr_grid_layers"  # rows of the grid
 ATTR_GRID_METHODS = "attr_grid_methods"  # columns of the grid in "methods" mode
 
+# --- Attribution page: faithfulness ---
+FAITH_PREFIX = "faith_"
+FAITH_SOURCE = "faith_source"  # radio: "held-out" (the run's dataset) | "images" (the picked images)
+FAITH_N = "faith_n"  # select slider: held-out images
+FAITH_METHODS = "faith_methods"  # multiselect: attribution methods and "random"
+FAITH_STEPS = "faith_steps"  # select slider: deletion/insertion steps
+FAITH_ROAD = "faith_road"  # radio: "4" | "9" ROAD thresholds
+FAITH_RUN = "faith_run"  # button: evaluate
+FAITH_STOP = "faith_stop"  # button: stop the evaluation (interrupts at the next progress update)
+FAITH_ASKED = "faith_asked"  # set of requests the user pressed Evaluate for (not yet done or stopped)
+FAITH_REPORTS = "faith_reports"  # {request: FaithfulnessReport}, the last few
+FAITH_PROBE = "faith_probe"  # {request: (estimated seconds, images)}, timed once per request
+FAITH_METRICS_CHART = "faith_metrics_chart"  # plotly chart: methods x metrics
+FAITH_CURVES_CHART = "faith_curves_chart"  # plotly chart: deletion/insertion/ROAD curves
+FAITH_DOWNLOAD = "faith_download"  # + "_<what>": CSV, npz and HTML downloads
+
 # --- Training Lab page ---
 TRAIN_PREFIX = "train_"
 TRAIN_PRESET = "train_preset"  # selectbox: key of resviz.training.PRESETS; choosing one fills the widgets
