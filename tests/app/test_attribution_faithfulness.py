@@ -65,12 +65,17 @@ def test_the_section_says_the_cost_then_evaluates_both_nets(open_page, shapes_ru
     assert not at.exception and calls == [] and len(at.dataframe) == 1
 
 
-def test_a_larger_set_warns_before_running(open_page, shapes_run):
+def test_a_larger_set_warns_before_running(open_page, shapes_run, monkeypatch):
+    import resviz.analysis.faithfulness as F
+
+    # The estimate times a few passes on this machine: fix it, so the test does not depend on load.
+    monkeypatch.setattr(F, "estimate_seconds", lambda *args, **kwargs: 95.0)
     at = _open(
         open_page,
         shapes_run,
         **{state.FAITH_N: 256, state.FAITH_METHODS: ["integrated_gradients", "occlusion"]},
     )
     assert not at.exception, at.exception
+    assert any(w.value.startswith("About 95 s here for 256 images") for w in at.warning)
     assert any("this one is larger" in w.value for w in at.warning)
     assert not at.get("arrow_data_frame")
