@@ -1,0 +1,159 @@
+"""Figures for loss landscapes: results from :mod:`resviz.analysis.landscape` in, ``go.Figure`` out.
+
+Plain against residual always share one colour range (and one z range in 3D), or the eye compares
+two scales instead of two surfaces. Losses span orders of magnitude (a chaotic plain net reaches
+hundreds where the residual one stays near its minimum), so contours and surfaces show log10 of
+the loss; hovering gives the loss itself. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from resviz.plots.gradients import PLAIN_COLOR, RESIDUAL_COLOR
+
+if TYPE_CHECKING:
+    from resviz.analysis.landscape import LandscapeSlice, LandscapeSurface
+
+PAPER = "Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, NeurIPS 2018"
+
+
+def _is_plain(name: str) -> bool:
+    return name.startswith("plain")
+
+
+def _log10(loss: np.ndarray) -> np.ndarray:
+    """log10 of the loss; NaN (not evaluated) stays NaN, a loss of 0 is floored at 1e-8."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.log10(np.maximum(np.asarray(loss, dtype=float), 1e-8))
+
+
+def shared_range(*surfaces: LandscapeSurface) -> tuple[float, float]:
+    """(lowest, highest) finite log10 loss over every surface: one colour scale for all of them."""
+    values = np.concatenate([_log10(s.loss).ravel() for s in surfaces])
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return (0.0, 1.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    return (lo, hi if hi > lo else lo + 1.0)
+
+
+def slice_figure(slices: Sequence[LandscapeSlice], *, title: str | None = None) -> go.Figure:
+    """Loss along each slice on one chart (log scale): residual solid blue, plain dashed orange."""
+    fig = go.Figure()
+    for s in slices:
+        plain = _is_plain(s.model)
+        fig.add_trace(
+            go.Scatter(
+                x=s.coords.tolist(),
+                y=[float(v) if np.isfinite(v) and v > 0 else None for v in s.loss],
+                mode="lines+markers",
+                name=s.model,
+                line={
+                    "color": PLAIN_COLOR if plain else RESIDUAL_COLOR,
+                    "dash": "dash" if plain else "solid",
+                },
+                customdata=np.asarray(s.accuracy, dtype=float).tolist(),
+                hovertemplate="%{x:.3g}: loss %{y:.4g}, accuracy %{customdata:.1%}<extra>"
+                + s.model
+                + "</extra>",
+            )
+        )
+    kind = slices[0].kind if slices else "direction"
+    x_title = "t (0 = start, 1 = end)" if kind == "interpolation" else "α (filter-normalized direction)"
+    default = (
+        "Loss between two sets of weights" if kind == "interpolation" else "Loss along one random direction"
+    )
+    fig.update_layout(
+        title=title or default,
+        xaxis_title=x_title,
+        yaxis_title="loss (log scale)",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 60, "l": 60, "r": 20, "b": 40},
+    )
+    fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def _hover(s: LandscapeSurface) -> str:
+    return "α %{x:.3g}, β %{y:.3g}<br>loss %{customdata:.4g}<extra>" + s.model + "</extra>"
+
+
+def contour_figure(surfaces: Sequence[LandscapeSurface]) -> go.Figure:
+    """2D contours of log10 loss side by side, one colour scale; the trained weights marked at (0, 0).
+
+    ``z`` is indexed ``[β, α]`` (plotly's rows are y), the transpose of ``LandscapeSurface.loss``.
+    """
+    lo, hi = shared_range(*surfaces)
+    fig = make_subplots(rows=1, cols=len(surfaces), subplot_titles=[s.model for s in surfaces])
+    for col, s in enumerate(surfaces, start=1):
+        fig.add_trace(
+            go.Contour(
+                x=s.alpha.tolist(),
+                y=s.beta.tolist(),
+                z=_log10(s.loss).T.tolist(),
+                customdata=np.asarray(s.loss, dtype=float).T.tolist(),
+                zmin=lo,
+                zmax=hi,
+                ncontours=20,
+                colorscale="Viridis",
+                showscale=col == len(surfaces),
+                colorbar={"title": "log10 loss"},
+                hovertemplate=_hover(s),
+                name=s.model,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(x=[0], y=[0], mode="markers", marker={"symbol": "x", "color": "white", "size": 9},
+                       name="trained weights", showlegend=col == 1, hoverinfo="skip"),
+            row=1, col=col,
+        )  # fmt: skip
+        fig.update_xaxes(title_text="α", row=1, col=col)
+        fig.update_yaxes(title_text="β", row=1, col=col, scaleanchor=f"x{col if col > 1 else ''}")
+    fig.update_layout(
+        title="Loss around the trained weights (log10, same colour scale)",
+        height=460,
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 80, "l": 50, "r": 20, "b": 40},
+    )
+    return fig
+
+
+def surface_figure(surfaces: Sequence[LandscapeSurface]) -> go.Figure:
+    """3D surfaces of log10 loss side by side, the same z range and colour scale for all."""
+    lo, hi = shared_range(*surfaces)
+    specs = [[{"type": "surface"} for _ in surfaces]]
+    fig = make_subplots(rows=1, cols=len(surfaces), specs=specs, subplot_titles=[s.model for s in surfaces])
+    for col, s in enumerate(surfaces, start=1):
+        fig.add_trace(
+            go.Surface(
+                x=s.alpha.tolist(),
+                y=s.beta.tolist(),
+                z=_log10(s.loss).T.tolist(),
+                customdata=np.asarray(s.loss, dtype=float).T.tolist(),
+                cmin=lo,
+                cmax=hi,
+                colorscale="Viridis",
+                showscale=col == len(surfaces),
+                colorbar={"title": "log10 loss"},
+                hovertemplate=_hover(s),
+                name=s.model,
+            ),
+            row=1,
+            col=col,
+        )
+    scene = {"xaxis_title": "α", "yaxis_title": "β", "zaxis": {"title": "log10 loss", "range": [lo, hi]}}
+    fig.update_layout(
+        title="Loss surface (log10, same scale)",
+        height=520,
+        margin={"t": 80, "l": 10, "r": 10, "b": 10},
+        **{f"scene{i if i > 1 else ''}": scene for i in range(1, len(surfaces) + 1)},
+    )
+    return fig
