@@ -304,7 +304,7 @@ def _cli(args: list[str], nproc: int) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_grid_of_one(tmp_path):
     """Under torchrun each process takes every other grid point; rank 0 gathers the same grid."""
-    args = ["--model", "resnet8", "--data", "digits", "--grid", "3", "--n", "16", "--method", "loop"]
+    args = ["--model", "resnet8", "--data", "digits", "--grid", "3", "--images", "16", "--method", "loop"]
     _cli([*args, "--npz", str(tmp_path / "one.npz")], nproc=1)
     two = _cli([*args, "--npz", str(tmp_path / "two.npz")], nproc=2)
     assert two.stdout.count("wrote") == 1  # only rank 0 writes

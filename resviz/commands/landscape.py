@@ -3,6 +3,9 @@
     python -m resviz landscape --model resnet56 --weights RUNDIR --grid 21 --range 1 --n 500 --json
     torchrun --nproc_per_node=2 -m resviz landscape --model resnet56 --weights RUNDIR --npz out.npz
 
+(``--images`` is ``--n``'s other name: torchrun's argument parser reads ``--n`` anywhere on the line
+as an ambiguous abbreviation of its own options and refuses to start.)
+
 The evaluation images are the first ``--n`` held-out images of the run's dataset; for weights that
 are not a run (random, a checkpoint), ``--data`` names the dataset and the model is built for it.
 Under ``torchrun`` (``WORLD_SIZE`` > 1) each process evaluates every ``WORLD_SIZE``-th grid point
@@ -32,7 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grid", type=int, default=21, help="grid points a side (default 21)")
     parser.add_argument("--range", type=float, default=1.0, dest="span", help="α, β in [-R, R] (default 1)")
-    parser.add_argument("--n", type=int, default=500, help="held-out images to evaluate on (default 500)")
+    parser.add_argument(
+        "--n",
+        "--images",
+        type=int,
+        default=500,
+        dest="n",
+        help="held-out images to evaluate on (default 500); under torchrun write --images, since "
+        "torchrun's own parser takes --n for an abbreviation of its options",
+    )
     parser.add_argument("--seeds", default="0,1", help="seeds of the two directions (default 0,1)")
     parser.add_argument("--method", choices=["auto", "loop", "vmap"], default="auto")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
