@@ -145,9 +145,13 @@ def test_a_linear_model_with_squared_error_gives_the_closed_form_quadratic():
     R0, RD, RE = X @ W.T + b - t.double().numpy(), X @ D.T, X @ E.T
     a, bb = np.meshgrid(result.alpha, result.beta, indexing="ij")
     expected = (
-        np.mean(R0**2) + 2 * a * np.mean(R0 * RD) + 2 * bb * np.mean(R0 * RE)
-        + a**2 * np.mean(RD**2) + 2 * a * bb * np.mean(RD * RE) + bb**2 * np.mean(RE**2)
-    )  # fmt: skip
+        np.mean(R0**2)
+        + 2 * a * np.mean(R0 * RD)
+        + 2 * bb * np.mean(R0 * RE)
+        + a**2 * np.mean(RD**2)
+        + 2 * a * bb * np.mean(RD * RE)
+        + bb**2 * np.mean(RE**2)
+    )
     np.testing.assert_allclose(result.loss, expected, rtol=1e-5)
     assert np.isnan(result.accuracy).all()  # no classes, no accuracy
     vmap = surface(model, x, t, grid=5, span=1.5, options=EvalOptions(method="vmap", loss=F.mse_loss))
@@ -165,8 +169,12 @@ def test_the_model_is_left_exactly_as_it_was_after_a_run_a_stop_and_an_error(dat
     assert _snapshot(model) == before
 
     calls = []
-    stop = EvalOptions(options.method, points_per_call=2, should_stop=lambda: len(calls) >= 2,
-                       progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    stop = EvalOptions(
+        options.method,
+        points_per_call=2,
+        should_stop=lambda: len(calls) >= 2,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     halfway = surface(model, x, y, grid=3, span=0.5, options=stop)
     assert not halfway.complete and np.isnan(halfway.loss).sum() in (5, 7)  # 4 or 2 of 9 done
     assert _snapshot(model) == before
@@ -192,8 +200,16 @@ def test_interpolation_runs_from_start_to_end(data):
         end_loss = F.cross_entropy(end_model(x), y).item()
     holder = create_model("resnet8", seed=4, **KNOBS).eval()
     before = _snapshot(holder)
-    line = interpolation(holder, start_model.state_dict(), end_model.state_dict(), x, y, grid=5,
-                         t_range=(-0.5, 1.5), options=LOOP)  # fmt: skip
+    line = interpolation(
+        holder,
+        start_model.state_dict(),
+        end_model.state_dict(),
+        x,
+        y,
+        grid=5,
+        t_range=(-0.5, 1.5),
+        options=LOOP,
+    )
     np.testing.assert_allclose(line.coords, [-0.5, 0.0, 0.5, 1.0, 1.5])
     assert line.loss[1] == start_loss
     assert line.loss[3] == pytest.approx(end_loss, rel=1e-5)
@@ -206,8 +222,10 @@ def test_initial_state_is_what_the_trainer_starts_from():
     from resviz.datasets import load_dataset
     from resviz.training import TrainConfig, Trainer
 
-    trainer = Trainer(TrainConfig(models=("resnet8",), steps=1, widths=(4, 8, 8), seed=3, device="cpu"),
-                      load_dataset("digits", n_train=64))  # fmt: skip
+    trainer = Trainer(
+        TrainConfig(models=("resnet8",), steps=1, widths=(4, 8, 8), seed=3, device="cpu"),
+        load_dataset("digits", n_train=64),
+    )
     model = trainer.members[0].model
     rebuilt = initial_state(model, seed=3)
     for key, value in model.state_dict().items():
@@ -238,8 +256,13 @@ def test_shape_summary_and_rows():
     assert shape.centre == 1.0 and shape.edge_mean == pytest.approx(border.mean())
     assert shape.local_minima == 1 and shape.minimum == 1.0
     rows = surface_rows(s)
-    assert len(rows) == 25 and rows[0] == {"model": "resnet8", "alpha": -1.0, "beta": -1.0, "loss": 3.0,
-                                          "accuracy": 1.0}  # fmt: skip
+    assert len(rows) == 25 and rows[0] == {
+        "model": "resnet8",
+        "alpha": -1.0,
+        "beta": -1.0,
+        "loss": 3.0,
+        "accuracy": 1.0,
+    }
 
 
 def test_figures_share_one_colour_range(data):

@@ -26,7 +26,9 @@ measurement) is in :mod:`resviz.analysis.landscape_eval`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -345,3 +347,90 @@ def evaluation_images(data: ImageDataset, n: int | None = None) -> tuple[Tensor,
     if n is not None:
         x, y = x[:n], y[:n]
     return data.normalize(x), y
+
+
+@dataclass(frozen=True)
+class TwinLandscape:
+    """A residual net and its plain counterpart on the same grid, directions' seeds and images."""
+
+    residual: LandscapeSurface
+    plain: LandscapeSurface
+    slices: tuple[LandscapeSlice, ...]  # one random direction (seed ``seeds[0]``), residual then plain
+    interpolations: tuple[LandscapeSlice, ...]  # initial -> trained weights, when asked for
+    seconds: float
+
+    @property
+    def complete(self) -> bool:
+        parts = (self.residual, self.plain, *self.slices, *self.interpolations)
+        return all(p.complete for p in parts)
+
+
+def twin_landscape(
+    residual: nn.Module,
+    plain: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    grid: int = 21,
+    span: float = 1.0,
+    seeds: tuple[int, int] = (0, 1),
+    names: tuple[str, str] = ("residual", "plain"),
+    starts: tuple[Mapping[str, Tensor], Mapping[str, Tensor]] | None = None,
+    options: EvalOptions = DEFAULT_OPTIONS,
+) -> TwinLandscape:
+    """Surfaces, a 1D slice and (with ``starts``, e.g. :func:`initial_state`) the line from the
+    start to the trained weights, for both nets. ``options.progress`` sees one count over all parts.
+
+    A stop (``options.should_stop``) ends the part running and skips the rest: they come back
+    NaN, with ``complete`` False.
+    """
+    grid_coords(grid, span)  # bad sizes fail before any work
+    sizes = [grid * grid, grid * grid, grid, grid] + ([grid, grid] if starts else [])
+    stopped = [False]
+
+    def part(i: int) -> EvalOptions:
+        def progress(done: int, _total: int) -> None:
+            if options.progress is not None:
+                options.progress(sum(sizes[:i]) + done, sum(sizes))
+
+        def should_stop() -> bool:
+            stopped[0] = stopped[0] or (options.should_stop is not None and options.should_stop())
+            return stopped[0]
+
+        return dataclasses.replace(options, progress=progress, should_stop=should_stop)
+
+    start = time.perf_counter()
+    kw = {"grid": grid, "span": span}
+    surf = [
+        surface(m, x, y, seeds=seeds, name=n, options=part(i), **kw)
+        for i, (m, n) in enumerate(zip((residual, plain), names))
+    ]
+    lines = [
+        direction_slice(m, x, y, seed=seeds[0], name=n, options=part(2 + i), **kw)
+        for i, (m, n) in enumerate(zip((residual, plain), names))
+    ]
+    interp = []
+    if starts is not None:
+        for i, (m, n, s) in enumerate(zip((residual, plain), names, starts)):
+            interp.append(
+                interpolation(
+                    m, s, m.state_dict(), x, y, grid=grid, t_range=(-0.25, 1.25), name=n, options=part(4 + i)
+                )
+            )
+    return TwinLandscape(surf[0], surf[1], tuple(lines), tuple(interp), time.perf_counter() - start)
+
+
+def twin_npz(result: TwinLandscape) -> bytes:
+    """Every array of a :class:`TwinLandscape` in one ``.npz`` file (keys ``<net>_<what>``)."""
+    import io
+
+    arrays: dict[str, np.ndarray] = {"alpha": result.residual.alpha, "beta": result.residual.beta}
+    for key, s in (("residual", result.residual), ("plain", result.plain)):
+        arrays[f"{key}_loss"], arrays[f"{key}_accuracy"] = s.loss, s.accuracy
+    for key, line in zip(("residual", "plain"), result.slices):
+        arrays[f"{key}_slice_alpha"], arrays[f"{key}_slice_loss"] = line.coords, line.loss
+    for key, line in zip(("residual", "plain"), result.interpolations):
+        arrays[f"{key}_interpolation_t"], arrays[f"{key}_interpolation_loss"] = line.coords, line.loss
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()

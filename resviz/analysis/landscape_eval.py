@@ -144,8 +144,15 @@ def _stopped(options: EvalOptions) -> bool:
     return options.should_stop is not None and bool(options.should_stop())
 
 
-def _run_loop(model: nn.Module, x: Tensor, y: Tensor, points: Points, options: EvalOptions,
-              loss: np.ndarray, acc: np.ndarray) -> bool:  # fmt: skip
+def _run_loop(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    points: Points,
+    options: EvalOptions,
+    loss: np.ndarray,
+    acc: np.ndarray,
+) -> bool:
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     targets = {name: tensors[name] for name in points.base}
     saved = {name: t.detach().clone() for name, t in targets.items()}
@@ -173,8 +180,15 @@ def _run_loop(model: nn.Module, x: Tensor, y: Tensor, points: Points, options: E
             t.copy_(saved[name])
 
 
-def _run_vmap(model: nn.Module, x: Tensor, y: Tensor, points: Points, options: EvalOptions,
-              loss: np.ndarray, acc: np.ndarray) -> bool:  # fmt: skip
+def _run_vmap(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    points: Points,
+    options: EvalOptions,
+    loss: np.ndarray,
+    acc: np.ndarray,
+) -> bool:
     from torch.func import functional_call, vmap
 
     fixed = {**dict(model.named_parameters()), **dict(model.named_buffers())}

@@ -129,8 +129,17 @@ def run(args: argparse.Namespace) -> int:
         device = str(resolve_device(device))
         loaded, x, y = _inputs(args, device)
         start = time.perf_counter()
-        result = surface(loaded.model, x, y, grid=args.grid, span=args.span, seeds=seeds, name=loaded.name,
-                         shard=(rank, world), options=EvalOptions(method=args.method))  # fmt: skip
+        result = surface(
+            loaded.model,
+            x,
+            y,
+            grid=args.grid,
+            span=args.span,
+            seeds=seeds,
+            name=loaded.name,
+            shard=(rank, world),
+            options=EvalOptions(method=args.method),
+        )
         if world > 1:
             loss, acc = _gather(result.loss, result.accuracy, rank, world)
             result = dataclasses.replace(result, loss=loss, accuracy=acc)
@@ -165,8 +174,13 @@ def _write(args, loaded, result, shape, seconds: float, world: int) -> None:
         np.savez(args.npz, alpha=result.alpha, beta=result.beta, loss=result.loss, accuracy=result.accuracy)
         print(f"wrote {args.grid}x{args.grid} grid to {args.npz}")
     if args.json:
-        doc = {**summary, "alpha": result.alpha.tolist(), "beta": result.beta.tolist(),
-               "loss": result.loss.tolist(), "accuracy": result.accuracy.tolist()}  # fmt: skip
+        doc = {
+            **summary,
+            "alpha": result.alpha.tolist(),
+            "beta": result.beta.tolist(),
+            "loss": result.loss.tolist(),
+            "accuracy": result.accuracy.tolist(),
+        }
         print(json.dumps(_finite_or_null(doc), indent=1, allow_nan=False))
     else:
         for key, value in summary.items():

@@ -157,3 +157,37 @@ def surface_figure(surfaces: Sequence[LandscapeSurface]) -> go.Figure:
         **{f"scene{i if i > 1 else ''}": scene for i in range(1, len(surfaces) + 1)},
     )
     return fig
+
+
+def heatmap_png(surfaces: Sequence[LandscapeSurface], *, cell: int = 12, gap: int = 8) -> bytes:
+    """The grids as one PNG, side by side, log10 loss on the same Viridis scale; NaN is grey.
+
+    Each grid point is a ``cell`` x ``cell`` square; α runs left to right and β bottom to top, as
+    in :func:`contour_figure`. Made with Pillow, so no browser or kaleido is needed.
+    """
+    import io
+
+    from PIL import Image
+    from plotly.colors import hex_to_rgb
+    from plotly.colors import sequential as seq
+
+    lo, hi = shared_range(*surfaces)
+    palette = np.array([hex_to_rgb(c) for c in seq.Viridis], dtype=float)  # (K, 3)
+    tiles = []
+    for s in surfaces:
+        z = (_log10(s.loss).T[::-1] - lo) / (hi - lo)  # rows: β from top (high) to bottom (low)
+        pos = np.clip(np.nan_to_num(z, nan=0.0), 0, 1) * (len(palette) - 1)
+        i0 = np.floor(pos).astype(int).clip(0, len(palette) - 2)
+        frac = (pos - i0)[..., None]
+        rgb = palette[i0] * (1 - frac) + palette[i0 + 1] * frac
+        rgb[np.isnan(z)] = 128
+        tiles.append(np.kron(rgb, np.ones((cell, cell, 1))))
+    h = max(t.shape[0] for t in tiles)
+    canvas = np.full((h, sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1), 3), 255.0)
+    x = 0
+    for t in tiles:
+        canvas[: t.shape[0], x : x + t.shape[1]] = t
+        x += t.shape[1] + gap
+    buf = io.BytesIO()
+    Image.fromarray(canvas.round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
