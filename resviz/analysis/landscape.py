@@ -16,9 +16,10 @@ Conventions here:
   stream: a residual model and its plain twin get the same raw directions on every parameter they
   have in common, and a projection shortcut that only one of them has shifts nothing.
 - **The shared model is left exactly as it was.** Everything runs under
-  :func:`resviz.hooks.preserve_model_state` (which holds :func:`resviz.hooks.model_lock`); the
-  per-point loop writes weights in place and copies the saved originals back in a ``finally``, so
-  they are restored bit for bit after a stop or an exception too. No hooks are installed.
+  :func:`resviz.hooks.preserve_model_state` (which holds :func:`resviz.hooks.model_lock`). The
+  default (vmap) evaluation never writes into the model; the per-point loop writes weights in place
+  and copies the saved originals back in a ``finally``, so they are restored bit for bit after a
+  stop or an exception too. No hooks are installed.
 
 How the points are evaluated (a per-point loop, or ``torch.func.vmap`` over points, chosen by
 measurement) is in :mod:`resviz.analysis.landscape_eval`.
