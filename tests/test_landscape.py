@@ -334,3 +334,20 @@ def test_two_gloo_processes_give_the_grid_of_one(tmp_path):
     one, both = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     np.testing.assert_array_equal(both["loss"], one["loss"])
     np.testing.assert_array_equal(both["accuracy"], one["accuracy"])
+
+
+def test_cli_on_a_saved_run_and_its_plain_counterpart(tmp_path, capsys):
+    from resviz.runs import save_run
+    from resviz.training import TrainConfig, train
+
+    cfg = TrainConfig(
+        models=("plain8", "resnet8"), dataset="digits", steps=2, eval_every=2, n_train=64, batch_size=16,
+        widths=(4, 8, 8), device="cpu",
+    )  # fmt: skip
+    paths = {r.name: save_run(r, os.environ["RESVIZ_RUNS_DIR"]) for r in train(cfg)}
+    args = ["landscape", "--model", "resnet8", "--weights", str(paths["resnet8"]), "--grid", "2", "--n", "8"]
+    assert cli_main([*args, "--plain", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == "plain8" and doc["n_images"] == 8 and "run" in doc["weights"]
+    assert cli_main([*args, "--npz", str(tmp_path / "res.npz")]) == 0
+    assert np.load(tmp_path / "res.npz")["loss"].shape == (2, 2)
