@@ -380,7 +380,8 @@ def twin_landscape(
     options: EvalOptions = DEFAULT_OPTIONS,
 ) -> TwinLandscape:
     """Surfaces, a 1D slice and (with ``starts``, e.g. :func:`initial_state`) the line from the
-    start to the trained weights, for both nets. ``options.progress`` sees one count over all parts.
+    start to the trained weights (t from 0 to 1.25: before the start the weights overflow), for both
+    nets. ``options.progress`` sees one count over all parts.
 
     A stop (``options.should_stop``) ends the part running and skips the rest: they come back
     NaN, with ``complete`` False.
@@ -415,7 +416,7 @@ def twin_landscape(
         for i, (m, n, s) in enumerate(zip((residual, plain), names, starts)):
             interp.append(
                 interpolation(
-                    m, s, m.state_dict(), x, y, grid=grid, t_range=(-0.25, 1.25), name=n, options=part(4 + i)
+                    m, s, m.state_dict(), x, y, grid=grid, t_range=(0.0, 1.25), name=n, options=part(4 + i)
                 )
             )
     return TwinLandscape(surf[0], surf[1], tuple(lines), tuple(interp), time.perf_counter() - start)

@@ -96,7 +96,7 @@ def _options(loaded: LoadedModel) -> tuple[int, float, int, bool]:
     )
     n = int(c3.number_input("Held-out images", 10, 2000, 500, step=50, key=state.LAND_N))
     interp = st.checkbox(
-        "Also the line from each run's initial weights to its trained ones (t = 0 to 1)",
+        "Also the line from each run's initial weights to its trained ones (t = 0 to 1.25)",
         key=state.LAND_INTERP,
         help="The initial weights are rebuilt from the run's seed (runs do not store them).",
     )
