@@ -181,3 +181,16 @@ RUNS_TITLE = "runs_title_"  # + run id: text input of the new title
 RUNS_RENAME = "runs_rename_"  # + run id: button
 RUNS_DELETE = "runs_delete_"  # + run id: button
 RUNS_ERROR = "runs_error"  # a sentence from a rename/delete callback, shown once
+
+# --- Why it works: loss landscape ---
+LAND_PREFIX = "land_"
+LAND_GRID = "land_grid"  # slider: grid points a side (odd, so that the trained weights are on it)
+LAND_RANGE = "land_range"  # select slider: α, β run over [-range, range]
+LAND_N = "land_n"  # number input: held-out images the loss is measured on
+LAND_INTERP = "land_interp"  # checkbox: also the line from each run's initial to its trained weights
+LAND_RUN = "land_run"  # button
+LAND_STOP = "land_stop"  # button: interrupts the run at its next progress update
+LAND_PENDING = "land_pending"  # set by the Run/Stop buttons' callbacks, consumed by the next run
+LAND_RESULTS = "land_results"  # {(model choice, seeds, grid, range, n, interp): TwinLandscape}, the last few
+LAND_STOPPED = "land_stopped"  # the request a click on Stop interrupted (to say so once)
+LAND_DOWNLOAD = "land_download"  # + "_<what>": download buttons
