@@ -246,3 +246,63 @@ def test_a_model_without_held_out_data_is_told_so():
 
     with pytest.raises(LesionError, match="untrained"):
         lesion_study(load_model("resnet8"), FAST)
+
+
+def test_figures_mark_downsampling_blocks_and_carry_the_numbers(shapes_runs, monkeypatch):
+    from resviz.models.weights import load_model
+    from resviz.plots.lesion import curve_figure, single_figure
+
+    paths, root = shapes_runs
+    monkeypatch.setenv("RESVIZ_RUNS_DIR", str(root))
+    study = lesion_study(load_model("resnet8", paths["resnet8"]), FAST)
+    fig = single_figure(study)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name.split(" ")[0] for t in bars] == ["resnet8", "plain8"]
+    assert bars[0].y[0] == pytest.approx(study.residual.single_error[0] * 100)
+    assert bars[1].y[1] is None  # plain8's layer2.0 cannot be removed: no bar, a marker instead
+    assert any("cannot be removed" in (t.name or "") for t in fig.data)
+    assert "↓" in fig.layout.xaxis.ticktext[1] and "↓" not in fig.layout.xaxis.ticktext[0]
+    curve = curve_figure(study)
+    means = [t for t in curve.data if t.name.endswith("mean")]
+    assert list(means[0].x) == [0, 1, 2]
+    assert means[0].y[0] == pytest.approx(study.residual.intact_error * 100)
+    assert means[0].y[2] == pytest.approx(np.mean(study.residual.k_error[1]) * 100)
+    assert curve_figure(study, "swap").data
+
+
+def _cli(args, capsys):
+    from resviz.cli import main
+
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_has_both_networks(shapes_runs, monkeypatch, capsys):
+    paths, root = shapes_runs
+    monkeypatch.setenv("RESVIZ_RUNS_DIR", str(root))
+    argv = ["lesion", "--model", "resnet8", "--weights", str(paths["resnet8"]), "--images", "16"]
+    code, out, _ = _cli([*argv, "--k", "1,3", "--swaps", "1", "--draws", "2", "--json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["residual"]["model"] == "resnet8" and doc["plain"]["model"] == "plain8"
+    assert doc["plain"]["single"][1]["error"] is None and doc["plain"]["delete_k"]["3"] == [None, None]
+    code, out, _ = _cli([*argv, "--k", "1", "--swaps", "", "--draws", "1"], capsys)
+    assert code == 0 and "error after deleting one block" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--model", "resnet9", "--weights", "random"], "resnet9"),
+        (["--model", "resnet8", "--weights", "random"], "no held-out images"),
+        (["--model", "resnet8", "--weights", "RUN", "--data", "digits"], "trained on shapes"),
+        (["--model", "resnet8", "--weights", "RUN", "--k", "4"], "only 3"),
+    ],
+)
+def test_cli_bad_input_is_one_sentence_and_exit_2(shapes_runs, capsys, extra, words):
+    paths, _ = shapes_runs
+    extra = [str(paths["resnet8"]) if e == "RUN" else e for e in extra]
+    code, out, err = _cli(["lesion", *extra, "--images", "8", "--json"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1

@@ -37,7 +37,9 @@ def test_path_lengths_are_binomial_and_sum_to_two_to_the_n(n):
 
 def _linear(name: str = "resnet8", **knobs):
     """A residual net with no ReLU and no BatchNorm: every function of it is linear."""
-    model = create_model(name, seed=0, num_classes=3, batchnorm=False, widths=(4, 8, 8), stem_width=4, **knobs)
+    model = create_model(
+        name, seed=0, num_classes=3, batchnorm=False, widths=(4, 8, 8), stem_width=4, **knobs
+    )
     for parent in model.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.ReLU):
@@ -122,3 +124,30 @@ def test_study_of_an_untrained_model_and_a_plain_one():
     with pytest.raises(LesionError, match="no shortcut"):
         path_study(load_model("plain8"))
     assert math.isfinite(study.untrained.full_grad)
+
+
+def test_figure_has_counts_gradients_and_the_effective_range():
+    from resviz.models.weights import load_model
+    from resviz.plots.paths import paths_figure
+
+    study = path_study(load_model("resnet8"), PathSettings(samples=2, batch_size=4))
+    fig = paths_figure(study)
+    assert list(fig.data[0].y) == [1, 3, 3, 1]
+    assert list(fig.data[1].y) == pytest.approx(study.untrained.grad.tolist())
+    lo, hi = study.untrained.effective
+    assert f"effective paths {lo}-{hi}" in fig.data[2].name
+    assert fig.layout.shapes and fig.layout.shapes[0].x0 == lo - 0.5
+
+
+def test_cli_json_and_bad_input(capsys):
+    import json
+
+    from resviz.cli import main
+
+    assert main(["paths", "--model", "resnet8", "--samples", "1", "--batch", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["profiles"][0]["blocks"] == 3 and len(doc["lengths"]) == 4
+    assert main(["paths", "--model", "plain8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no shortcut" in err and err.count("\n") == 1
+    assert main(["paths", "--model", "resnet9"]) == 2
