@@ -108,3 +108,21 @@ TRAIN_POINTING_CHART = "train_pointing_chart"  # plotly chart: Grad-CAM pointing
 TRAIN_START_ERROR = "train_start_error"  # a sentence from the start button's callback, shown once
 TRAIN_CSV = "train_csv"  # download button: per-step and per-evaluation curves of every model
 TRAIN_SIZE = "train_size"  # selectbox: image side (16 or 32) for shapes / folder
+
+# --- Why it works: lesion study and paths ---
+LESION_IMAGES = "lesion_images"  # number input: held-out images to evaluate on
+LESION_KS = "lesion_ks"  # multiselect: numbers k of randomly deleted blocks
+LESION_SWAPS = "lesion_swaps"  # multiselect: numbers k of swapped pairs of blocks
+LESION_DRAWS = "lesion_draws"  # slider: random draws per k
+LESION_RUN = "lesion_run"  # button
+LESION_STOP = "lesion_stop"  # button: interrupts the running study at its next progress update
+LESION_PENDING = "lesion_pending"  # set by the Run button's callback, consumed by the run
+LESION_RESULTS = "lesion_results"  # {(model choice, LesionSettings): LesionStudy}, the last few
+LESION_DOWNLOAD = "lesion_download"  # + "_<figure>_<csv|html>": download buttons
+PATHS_SAMPLES = "paths_samples"  # slider: sampled paths per length
+PATHS_BATCH = "paths_batch"  # slider: images in the forward pass
+PATHS_RUN = "paths_run"  # button
+PATHS_STOP = "paths_stop"  # button
+PATHS_PENDING = "paths_pending"  # set by the Run button's callback, consumed by the run
+PATHS_RESULTS = "paths_results"  # {(model choice, PathSettings): PathStudy}, the last few
+PATHS_DOWNLOAD = "paths_download"  # + "_<csv|html>": download buttons
