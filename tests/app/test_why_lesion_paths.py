@@ -47,7 +47,7 @@ def test_random_weights_get_a_sentence_and_paths_still_measure(open_page):
     assert not at.exception and not at.error
     (title,) = _titles(at)
     assert "collection of paths" in title
-    assert any("Effective paths, untrained" == m.label for m in at.metric)
+    assert any(m.label == "Effective paths, untrained" for m in at.metric)
     labels = [b.label for b in at.get("download_button")]
     assert "Data (CSV)" in labels and "Figure (HTML)" in labels
 
