@@ -76,7 +76,7 @@ def test_short_run_draws_curves_beside_the_papers_numbers_and_saves(lab, runs_di
     assert any("Saved 2" in s.value for s in at.success)
     from resviz.runs import list_runs
 
-    assert sorted(r.name for r in list_runs(runs_dir)) == ["plain8", "resnet8"]
+    assert sorted(r.name for r in list_runs(runs_dir, bundled=False)) == ["plain8", "resnet8"]
 
 
 def test_stop_keeps_what_was_trained(lab):
