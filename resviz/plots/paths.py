@@ -11,12 +11,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resviz.plots.gradients import PLAIN_COLOR, RESIDUAL_COLOR
+from resviz.plots.gradients import RESIDUAL_COLOR
 
 if TYPE_CHECKING:
     from resviz.analysis.paths import PathProfile, PathStudy
 
-COLORS = {"trained": RESIDUAL_COLOR, "untrained": PLAIN_COLOR}
+COLORS = {"trained": RESIDUAL_COLOR, "untrained": "#9467bd"}  # not orange: that is the plain twin elsewhere
 
 
 def _profiles(study: PathStudy) -> list[PathProfile]:
