@@ -25,6 +25,7 @@ from resviz.errors import CheckpointError, ResvizError
 if TYPE_CHECKING:
     from resviz.models.weights import LoadedModel
     from resviz.training import TrainedModel
+    from resviz.training.results import TrainingCurves
 
 META = "run.json"
 WEIGHTS = "model.pt"
@@ -167,7 +168,9 @@ def weights_file(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def clean_partial_runs(root: str | os.PathLike[str] | None = None, max_age_s: float = PARTIAL_MAX_AGE_S) -> int:
+def clean_partial_runs(
+    root: str | os.PathLike[str] | None = None, max_age_s: float = PARTIAL_MAX_AGE_S
+) -> int:
     """Remove half-written runs that a killed process left behind; returns how many went.
 
     Only folders older than ``max_age_s`` go: a younger one may be a save in progress.
@@ -184,8 +187,10 @@ def clean_partial_runs(root: str | os.PathLike[str] | None = None, max_age_s: fl
     return removed
 
 
-def scan_runs(root: str | os.PathLike[str] | None = None, *, bundled: bool = True) -> tuple[list[RunInfo], list[Path]]:
-    """The runs under ``root`` (and the bundled ones), newest first, and the folders that are not readable runs."""
+def scan_runs(
+    root: str | os.PathLike[str] | None = None, *, bundled: bool = True
+) -> tuple[list[RunInfo], list[Path]]:
+    """The runs under ``root`` (then the bundled ones), newest first, and the folders that are not runs."""
     roots = [Path(root).expanduser() if root is not None else default_runs_dir()]
     if bundled and BUNDLED_DIR.is_dir():
         roots.append(BUNDLED_DIR)
@@ -223,7 +228,9 @@ def find_run(key: str, root: str | os.PathLike[str] | None = None) -> RunInfo:
     if len(titled) == 1:
         return titled[0]
     if titled:
-        raise CheckpointError(f"{len(titled)} runs are titled {key!r}: name one by its id ({titled[0].id}, ...).")
+        raise CheckpointError(
+            f"{len(titled)} runs are titled {key!r}: name one by its id ({titled[0].id}, ...)."
+        )
     ids = ", ".join(r.id for r in runs[:6]) or "none yet"
     raise CheckpointError(f"No run {key!r}; runs: {ids}{', ...' if len(runs) > 6 else ''}.")
 
@@ -352,3 +359,60 @@ def _float(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if f == f else None  # NaN (a run stopped before its first evaluation) is unknown
+
+
+def run_rows(runs: list[RunInfo]) -> list[dict[str, object]]:
+    """The runs browser's table (and its CSV): one flat record per run, errors in percent."""
+
+    def pct(x: float | None) -> float | None:
+        return None if x is None else round(100 * x, 2)
+
+    return [
+        {
+            "id": r.id,
+            "title": r.title or r.name,
+            "model": r.name,
+            "dataset": r.dataset,
+            "created": r.created,
+            "steps": r.steps,
+            "of steps": r.planned_steps,
+            "training error %": pct(r.train_error),
+            "held-out error %": pct(r.test_error),
+            "pointing game %": pct(r.pointing_game),
+            "seconds": round(r.seconds, 1),
+            "device": r.device,
+            "origin": "bundled" if r.bundled else ("stopped early" if r.stopped_early else "saved"),
+        }
+        for r in runs
+    ]
+
+
+def run_curves(info: RunInfo) -> TrainingCurves:
+    """A run's saved per-step curves, named by its label's head so that overlaid runs stay apart."""
+    import numpy as np
+
+    from resviz.models import get_config
+    from resviz.training.results import TrainingCurves
+
+    raw = read_curves(info.path)
+
+    def arr(key: str, dtype: type = float) -> np.ndarray:
+        return np.asarray(raw.get(key, []), dtype=dtype)
+
+    try:
+        cfg = get_config(info.name)
+        plain, depth = not cfg.skip, cfg.depth
+    except ResvizError:
+        plain, depth = info.name.startswith("plain"), 0
+    return TrainingCurves(
+        name=f"{info.title or info.name} · {'demo' if info.bundled else info.id[:15]}",
+        plain=plain,
+        depth=depth,
+        steps=arr("steps", int),
+        loss=arr("loss"),
+        batch_error=arr("batch_error"),
+        seconds=arr("seconds"),
+        eval_steps=arr("eval_steps", int),
+        train_error=arr("train_error"),
+        test_error=arr("test_error"),
+    )

@@ -89,7 +89,7 @@ def test_unwritable_runs_folders_are_refused_in_one_sentence(tmp_path, monkeypat
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(R.tempfile, "mkdtemp", denied)
-    with pytest.raises(ResvizError, match="Permission denied.*choose a folder you can write"):
+    with pytest.raises(ResvizError, match=r"Permission denied.*choose a folder you can write"):
         R.check_writable(tmp_path / "ro")
 
 

@@ -116,7 +116,25 @@ def test_job_stops_and_keeps_what_was_trained(digits, tmp_path):
     curves = job.snapshot()
     assert len(curves["resnet8"].loss) == job.step
     assert len(curves["resnet8"].eval_steps) >= 1  # a stopped run still gets its last evaluation
-    assert len(job.saved) == 2 and len(list_runs(tmp_path, bundled=False)) == 2
+    # Stopped before 10% of its steps: kept in memory, saved only when asked.
+    assert job.stopped_early and job.saved == [] and list_runs(tmp_path, bundled=False) == []
+    assert len(job.save()) == 2 and len(list_runs(tmp_path, bundled=False)) == 2
+    assert job.save() == []  # nothing is saved twice
+
+
+def test_a_failed_save_keeps_the_trained_models_and_says_why(digits, tmp_path):
+    def full_disk(trained):
+        raise OSError(28, "No space left on device")
+
+    cfg = TrainConfig(models=("resnet8",), steps=2, eval_every=1, **TINY)
+    job = TrainingJob(cfg, dataset=digits, save=full_disk).start()
+    assert job.wait(60)
+    assert job.status == "done" and job.error is None
+    assert [r.name for r in job.results] == ["resnet8"] and job.saved == []
+    assert (
+        job.save_error
+        == "The trained models could not be saved (No space left on device); download them below."
+    )
 
 
 def test_job_reports_errors_as_sentences(tmp_path):
@@ -263,7 +281,7 @@ def test_one_job_at_a_time_on_the_cpu_and_an_unwatched_job_stops(digits, tmp_pat
         # Nobody calls job.heartbeat() for over a minute: it stops by itself and saves what it trained.
         now[0] = 61.0
         assert job.wait(60) and job.status == "stopped" and job.abandoned
-        assert job.step > 0 and len(job.saved) == 1
+        assert job.step > 0 and job.stopped_early and job.saved == []  # under 10%: not saved unasked
         assert running_job() is None
     finally:
         job.stop()

@@ -348,7 +348,9 @@ def test_a_torchvision_checkpoint_gets_imagenet_classes_and_preprocessing(tmp_pa
     torch.save(reference.state_dict(), path)
     loaded = W.load_model("resnet18", str(path))
     meta = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta
-    assert loaded.class_names == tuple(meta["categories"]) and loaded.class_name(762) == meta["categories"][762]
+    assert (
+        loaded.class_names == tuple(meta["categories"]) and loaded.class_name(762) == meta["categories"][762]
+    )
     assert loaded.preprocessing.resize == 256 and loaded.preprocessing.crop == 224
     assert "torchvision's metadata" in loaded.source
     # A 10-class fine-tune keeps numbered classes: only 1000 outputs are ImageNet's.

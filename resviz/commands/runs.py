@@ -1,9 +1,9 @@
 """``python -m resviz runs``: list, show, rename and delete saved runs (the bundled ones are read-only).
 
-    python -m resviz runs list [--json]
-    python -m resviz runs show demo-shapes-resnet56 --json
-    python -m resviz runs rename 20261202-101500-shapes-plain56-s0 "plain-56, long"
-    python -m resviz runs delete 20261202-101500-shapes-plain56-s0
+python -m resviz runs list [--json]
+python -m resviz runs show demo-shapes-resnet56 --json
+python -m resviz runs rename 20261202-101500-shapes-plain56-s0 "plain-56, long"
+python -m resviz runs delete 20261202-101500-shapes-plain56-s0
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     info = find_run(args.run, args.dir)
     if args.action == "show":
         meta = read_metadata(info.path)
-        record = {**run_record(info), "train_config": meta.get("train_config"), "versions": meta.get("versions")}
+        record = {
+            **run_record(info),
+            "train_config": meta.get("train_config"),
+            "versions": meta.get("versions"),
+        }
         print(json.dumps(record, indent=1) if args.json else _describe(record))
     elif args.action == "rename":
         if not args.title:
@@ -71,7 +75,8 @@ def _print_table(runs) -> None:
         print("No saved runs yet: train some with `python -m resviz train`.")
         return
     width = max(len(r.id) for r in runs)
-    print(f"{'id':<{width}}  {'model':<10} {'data':<8} {'steps':>6} {'train %':>7} {'held-out %':>10} {'pointing %':>10}")
+    head = f"{'model':<10} {'data':<8} {'steps':>6} {'train %':>7} {'held-out %':>10} {'pointing %':>10}"
+    print(f"{'id':<{width}}  {head}")
     for r in runs:
         note = " (bundled)" if r.bundled else (" (stopped early)" if r.stopped_early else "")
         print(
