@@ -26,7 +26,9 @@ def main() -> None:
     st.title("Gradient Flow")
     st.caption(
         "Does the gradient still reach the first layers? The same depth, initialization seed and batch, "
-        "with and without shortcuts: the shortcut is the only difference between the two networks."
+        "with and without shortcuts: the shortcut is the only difference between the two networks. "
+        "With BatchNorm the plain net's gradients grow toward the input rather than vanish; they shrink "
+        "only without it."
     )
     from resviz.errors import ResvizError
 
