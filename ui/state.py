@@ -170,6 +170,24 @@ TRAIN_SIZE = "train_size"  # selectbox: image side (16 or 32) for shapes / folde
 TRAIN_SAVE_ANYWAY = "train_save_anyway"  # button: save a run that was stopped early
 TRAIN_MODEL_DOWNLOAD = "train_model_download_"  # + model name: state dict download after a failed save
 
+# --- Why it works: lesion study and paths ---
+LESION_IMAGES = "lesion_images"  # number input: held-out images to evaluate on
+LESION_KS = "lesion_ks"  # multiselect: numbers k of randomly deleted blocks
+LESION_SWAPS = "lesion_swaps"  # multiselect: numbers k of swapped pairs of blocks
+LESION_DRAWS = "lesion_draws"  # slider: random draws per k
+LESION_RUN = "lesion_run"  # button
+LESION_STOP = "lesion_stop"  # button: interrupts the running study at its next progress update
+LESION_PENDING = "lesion_pending"  # set by the Run button's callback, consumed by the run
+LESION_RESULTS = "lesion_results"  # {(model choice, LesionSettings): LesionStudy}, the last few
+LESION_DOWNLOAD = "lesion_download"  # + "_<figure>_<csv|html>": download buttons
+PATHS_SAMPLES = "paths_samples"  # slider: sampled paths per length
+PATHS_BATCH = "paths_batch"  # slider: images in the forward pass
+PATHS_RUN = "paths_run"  # button
+PATHS_STOP = "paths_stop"  # button
+PATHS_PENDING = "paths_pending"  # set by the Run button's callback, consumed by the run
+PATHS_RESULTS = "paths_results"  # {(model choice, PathSettings): PathStudy}, the last few
+PATHS_DOWNLOAD = "paths_download"  # + "_<csv|html>": download buttons
+
 # --- Runs page ---
 RUNS_TABLE = "runs_table"  # dataframe with multi-row selection: the runs to overlay and manage
 RUNS_CSV = "runs_csv"  # download button: the table
