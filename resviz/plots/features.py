@@ -19,6 +19,8 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from resviz.plots.axes import log_axis
+
 PAD = 255  # mosaic value of the padding between tiles (drawn white)
 TOP = 254  # data are quantized to 0..TOP
 BLOCK_COLUMNS = ("F(x) (branch)", "shortcut x", "output")
@@ -387,7 +389,7 @@ def depth_figure(*stats: object) -> go.Figure:
             )
     ratios = [v for s in stats for v in np.asarray(s.branch_ratio, float)]  # type: ignore[attr-defined]
     if ratios and min(ratios) > 0:
-        fig.update_yaxes(type="log", row=2, col=2)
+        fig.update_yaxes(**log_axis(ratios), row=2, col=2)
     fig.update_xaxes(title_text="block (input to output)", row=2)
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
     return fig
