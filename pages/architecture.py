@@ -49,7 +49,7 @@ HEADERS = {
     "name": "Layer",
     "type": "Type",
     "model": "Model",
-    "output_shape": "Output (C x H x W)",
+    "output_shape": "Output shape",
     "blocks": "Blocks",
     "depth": "Depth",
 }
@@ -80,7 +80,7 @@ def side_by_side(a, b) -> list[dict]:
     """One row per stage (and one for the whole network) with both models' figures."""
 
     def shape(stage) -> str:
-        return " x ".join(map(str, stage.output_shape)) if stage else "-"
+        return "x".join(map(str, stage.output_shape)) if stage else "-"
 
     stages_a = {s.name: s for s in a.stages}
     stages_b = {s.name: s for s in b.stages}

@@ -144,10 +144,10 @@ def _draw_shortcut(fig: go.Figure, ys: list[float], top: float, add_y: float, *,
         fig.add_annotation(x=2.1, y=mid, text="1x1 conv<br>BN", showarrow=False, font=dict(size=11))
     fig.add_annotation(
         x=2.7 if projection else 2.15,
-        y=mid - (0.75 if projection else 0),
+        y=mid,
         text="projection<br>shortcut W<sub>s</sub>x" if projection else "identity<br>shortcut x",
         showarrow=False,
-        xanchor="left" if not projection else "center",
+        xanchor="left",
         font=dict(color=RESIDUAL, size=12),
     )
     fig.add_annotation(

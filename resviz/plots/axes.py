@@ -46,19 +46,26 @@ def log_axis(
 
 
 def log_ticks(lo: float, hi: float, *, max_ticks: int = MAX_TICKS) -> list[float]:
-    """Tick values for a log axis over ``[lo, hi]`` (both > 0): at least two, at most ``max_ticks``."""
+    """Tick values for a log axis over ``[lo, hi]`` (both > 0): at least two, at most ``max_ticks``.
+
+    The first of powers of ten, 1-2-5, 1-2-3-5 and every digit that puts three ticks on the data
+    and leaves neither end bare (over a quarter of the span without a tick) wins; else evenly
+    spaced round values.
+    """
     lo, hi = min(lo, hi), max(lo, hi)
     # The visible range is a little wider than the data (plotly pads it): ticks just outside count.
     a, b = lo / 1.15, hi * 1.15
+    span = math.log10(b / a)
     first, last = math.floor(math.log10(a)), math.ceil(math.log10(b))
     for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5), tuple(range(1, 10))):
         ticks = [_round(m * 10.0**e) for e in range(first, last + 1) for m in mantissas]
         ticks = [t for t in ticks if a <= t <= b]
         if mantissas == (1,) and len(ticks) > max_ticks:  # many decades: every k-th power of ten
-            step = math.ceil(len(ticks) / max_ticks)
-            return ticks[::step]
-        if len(ticks) >= 3 or (len(ticks) == 2 and len(mantissas) == 9):
-            return ticks if len(ticks) <= max_ticks else ticks[:: math.ceil(len(ticks) / max_ticks)]
+            return ticks[:: math.ceil(len(ticks) / max_ticks)]
+        if len(ticks) < 3 or len(ticks) > max_ticks:
+            continue
+        if max(math.log10(ticks[0] / lo), math.log10(hi / ticks[-1])) <= 0.25 * span:
+            return ticks
     return _linear_ticks(lo, hi)
 
 
