@@ -30,7 +30,7 @@ def _value(label: str) -> float:
     [
         (1e-3, 10.0, [1e-3, 1e-2, 0.1, 1.0, 10.0]),  # several decades: powers of ten
         (0.3, 40.0, [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]),  # two decades: 1-2-5
-        (0.25, 0.95, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),  # under one decade: every digit
+        (0.42, 0.88, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),  # under one decade: every digit
         (0.6, 1.4, [0.6, 0.8, 1.0, 1.2, 1.4]),  # digits would leave 1..1.4 bare: evenly spaced
         (2.2, 2.4, [2.2, 2.25, 2.3, 2.35, 2.4]),  # a sliver: evenly spaced round values
     ],
