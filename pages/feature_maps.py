@@ -181,7 +181,8 @@ def _draw_block(model, acts, block: str, shown: list[int]) -> None:
 
     bm = acts.block(block)
     few = shown[:BLOCK_ROWS]
-    st.subheader(f"{block}: F(x), shortcut and output")
+    parts = "F(x), shortcut and output" if bm.shortcut is not None else "F(x) and output (no shortcut)"
+    st.subheader(f"{block}: {parts}")
     st.caption(
         f"{_block_rows_caption(len(few), len(shown))} {_block_caption(model, bm.shortcut is not None)}"
     )

@@ -132,6 +132,8 @@ def test_block_caption_matches_the_kind_of_block(app_test, model, plain, words, 
     at = _open(app_test, model, plain=plain)
     caption = next(c.value for c in at.caption if "F(x)" in c.value and "color scale" in c.value)
     assert words in caption and wrong not in caption
+    heading = "layer1.0: F(x) and output (no shortcut)" if plain else "layer1.0: F(x), shortcut and output"
+    assert heading in [h.value for h in at.subheader]
 
 
 def test_block_comparison_says_it_shows_the_first_8_channels(app_test):
