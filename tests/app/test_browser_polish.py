@@ -59,6 +59,9 @@ def test_block_titles_and_the_channel_range_after_a_wider_model(app_url, browser
     page = browser_page
     page.goto(f"{app_url}/feature_maps")
     wait_idle(page, timeout=180)
+    # A first visit opens on the bundled trained run, which fixes the variant: go to random weights.
+    page.locator('[data-testid="stSidebar"]').get_by_text("Random initialization").click()
+    wait_idle(page, timeout=180)
     _choose(page, "Variant", "resnet_tiny", sidebar=True)
     _choose(page, "Layer", "layer4.0 (residual block)")
     main = page.locator('[data-testid="stMain"]')
