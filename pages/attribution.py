@@ -328,6 +328,9 @@ def main() -> None:
         views = [_view(im.digest, repr(prep), prep, im.image) for im in images]
         _show_results(result, images, views, opacity, colormap, choice.name)
         _comparison(loaded, model_key, images, views, result, choices, opacity, colormap, options)
+        from ui.sections import faithfulness
+
+        faithfulness.render(loaded, images, model_key=model_key)
     except ResvizError as exc:
         st.error(str(exc))
 
