@@ -4,13 +4,18 @@ Heavy modules (torch, torchvision, captum) are imported by the pages that need t
 first text is drawn, so the Home page appears before torch has loaded.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui.models import render_device_picker, render_model_picker
 
-st.set_page_config(
-    page_title="resviz: residual networks, visualized", page_icon=":material/alt_route:", layout="wide"
-)
+# A file served by the app itself: a ":material/...:" page icon makes every browser fetch it from
+# fonts.gstatic.com (a failed request on each load offline). The st.Page icons below are fine:
+# Streamlit bundles the Material Symbols font it draws the navigation with.
+ICON = Path(__file__).parent / "ui" / "assets" / "favicon.png"
+
+st.set_page_config(page_title="resviz: residual networks, visualized", page_icon=str(ICON), layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -25,6 +25,7 @@ from ui.models import current_choice
 
 K = state.ARCH_PREFIX
 REFERENCE_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+PEER_MIN_SIZE = 64  # AlexNet and GoogLeNet cannot run on a smaller input
 
 
 @st.cache_data(show_spinner="Counting parameters and multiply-accumulates…", max_entries=64)
@@ -42,8 +43,30 @@ def reference_summaries(input_size: int):
     return ours + [summarize_torchvision(name, input_size) for name in COMPARISON_MODELS]
 
 
-COUNTS = {
-    c: st.column_config.NumberColumn(format="localized") for c in ("params", "macs", "adds", "shortcut_adds")
+# Table headers for people (the CSV downloads keep the field names, which scripts want).
+HEADERS = {
+    "stage": "Stage",
+    "name": "Layer",
+    "type": "Type",
+    "model": "Model",
+    "output_shape": "Output shape",
+    "blocks": "Blocks",
+    "depth": "Depth",
+}
+COUNT_HEADERS = {
+    "params": "Parameters",
+    "macs": "Multiply-accumulates",
+    "adds": "Shortcut additions",
+}
+COLUMNS = {
+    **HEADERS,
+    **{k: st.column_config.NumberColumn(v, format="localized") for k, v in COUNT_HEADERS.items()},
+}
+# Option labels short enough for the select box; the help text has the whole story.
+SHORTCUT_LABELS = {
+    "A": "A: zero-padding (no parameters)",
+    "B": "B: projection where shapes change",
+    "C": "C: projection everywhere",
 }
 
 
@@ -69,21 +92,21 @@ def side_by_side(a, b) -> list[dict]:
                 "stage": stage,
                 f"{a.label} output": shape(sa),
                 f"{a.label} params": sa.params if sa else 0,
-                f"{a.label} macs": sa.macs if sa else 0,
+                f"{a.label} MACs": sa.macs if sa else 0,
                 f"{b.label} output": shape(sb),
                 f"{b.label} params": sb.params if sb else 0,
-                f"{b.label} macs": sb.macs if sb else 0,
+                f"{b.label} MACs": sb.macs if sb else 0,
             }
         )
-    rows.append(
+    rows.append(  # the depth goes where a stage's shape is: a long "stage" cell gets cut
         {
-            "stage": f"total (depth {a.depth} / {b.depth})",
-            f"{a.label} output": "",
+            "stage": "total",
+            f"{a.label} output": f"{a.depth} layers",
             f"{a.label} params": a.params,
-            f"{a.label} macs": a.macs,
-            f"{b.label} output": "",
+            f"{a.label} MACs": a.macs,
+            f"{b.label} output": f"{b.depth} layers",
             f"{b.label} params": b.params,
-            f"{b.label} macs": b.macs,
+            f"{b.label} MACs": b.macs,
         }
     )
     return rows
@@ -104,10 +127,10 @@ def knobs(name: str, base: ResNetConfig) -> dict:
                 "Shortcut option",
                 list(SHORTCUTS),
                 index=list(SHORTCUTS).index(base.shortcut),
-                format_func=lambda o: f"{o}: {SHORTCUTS[o]}",
+                format_func=SHORTCUT_LABELS.__getitem__,
                 key=f"{K}option_{name}",
-                help="He et al. 2015, section 3.3. A has no parameters; B projects where shapes change; "
-                "C projects everywhere.",
+                help="He et al. 2015, section 3.3. "
+                + " ".join(f"**{o}**: {text}." for o, text in SHORTCUTS.items()),
             ),
         }
         blocks = list(base.block_names)
@@ -158,13 +181,22 @@ def network(config: ResNetConfig, summary) -> None:
         key=f"{K}network",
     )
     with st.expander("What does one block look like?"):
-        st.plotly_chart(block_figure(config.block, preact=config.preact, skip=config.skip), key=f"{K}block")
+        projection = config.shortcut == "C"
+        st.plotly_chart(
+            block_figure(config.block, preact=config.preact, skip=config.skip, projection=projection),
+            key=f"{K}block",
+        )
+        if config.skip and not projection:
+            how = "pads it with zeros" if config.shortcut == "A" else "projects it with a 1x1 convolution"
+            st.caption(
+                f"Where a stage halves the size and widens the channels, option {config.shortcut} {how}."
+            )
 
 
 def stage_tables(name: str, summary) -> None:
     """The stage table and the every-layer table, each with its CSV download."""
     st.subheader("Stages")
-    st.dataframe(summary.stage_records(), hide_index=True, width="stretch", column_config=COUNTS)
+    st.dataframe(summary.stage_records(), hide_index=True, width="stretch", column_config=COLUMNS)
     st.download_button(
         "Stage table (CSV)",
         csv_of(summary.stage_records()),
@@ -174,7 +206,7 @@ def stage_tables(name: str, summary) -> None:
     )
     with st.expander(f"Every layer ({len(summary.layers)} rows)"):
         st.dataframe(
-            summary.layer_records(), hide_index=True, width="stretch", height=420, column_config=COUNTS
+            summary.layer_records(), hide_index=True, width="stretch", height=420, column_config=COLUMNS
         )
         st.download_button(
             "Layer table (CSV)",
@@ -203,8 +235,12 @@ def comparison(name: str, spec: ModelSpec, summary, size: int) -> None:
         network_figure(block_layout(other_config), f"{other}: blocks and shortcuts"), key=f"{K}network_other"
     )
     rows = side_by_side(summary, other_summary)
-    numbers = {c: COUNTS["params"] for c in rows[0] if c.endswith(("params", "macs"))}
-    st.dataframe(rows, hide_index=True, width="stretch", column_config=numbers)
+    numbers = {
+        c: st.column_config.NumberColumn(c.replace(" params", " parameters"), format="localized")
+        for c in rows[0]
+        if c.endswith(("params", "MACs"))
+    }
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={"stage": "Stage", **numbers})
     st.download_button(
         "Side-by-side table (CSV)",
         csv_of(rows),
@@ -214,18 +250,31 @@ def comparison(name: str, spec: ModelSpec, summary, size: int) -> None:
     )
 
 
-def peers(size: int) -> None:
-    """ResNets against VGG, GoogLeNet and the others, measured at the chosen input size."""
-    st.subheader("ResNet among its peers")
-    st.markdown(
-        "Depth, parameters and multiply-accumulates at the chosen input size, all counted from the "
-        "models themselves (torchvision's definitions, built without weights)."
+def peer_size_text(size: int) -> tuple[int, str]:
+    """The input size the peers are measured at, and a sentence saying which (and why, if changed)."""
+    peer = max(size, PEER_MIN_SIZE)
+    text = (
+        f"Depth, parameters and multiply-accumulates of the ImageNet ResNets and their peers for a "
+        f"{peer}x{peer} input, all counted from the models themselves (torchvision's definitions, "
+        "built without weights)."
     )
-    peer_size = max(size, 64)  # AlexNet and GoogLeNet need at least 64 pixels
+    if peer != size:
+        text += (
+            f" Not at the chosen {size}x{size}: AlexNet and GoogLeNet need at least "
+            f"{PEER_MIN_SIZE}x{PEER_MIN_SIZE} pixels."
+        )
+    return peer, text
+
+
+def peers(size: int) -> None:
+    """ResNets against VGG, GoogLeNet and the others, measured at the chosen input size (or 64)."""
+    st.subheader("ResNet among its peers")
+    peer_size, text = peer_size_text(size)
+    st.markdown(text)
     summaries = reference_summaries(peer_size)
     st.plotly_chart(comparison_figure(summaries, highlight=REFERENCE_RESNETS), key=f"{K}peers")
     peer_rows = [{"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs} for s in summaries]
-    st.dataframe(peer_rows, hide_index=True, width="stretch", column_config=COUNTS)
+    st.dataframe(peer_rows, hide_index=True, width="stretch", column_config=COLUMNS)
     st.download_button(
         "Comparison (CSV)", csv_of(peer_rows), "architectures.csv", "text/csv", key=f"{K}dl_peers"
     )

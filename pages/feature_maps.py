@@ -61,14 +61,6 @@ def _block_caption(model: object, has_shortcut: bool) -> str:
     return "This block has no shortcut (plain): its output is ReLU(F(x)) alone."
 
 
-def _default(key: str, value: object) -> dict[str, object]:
-    """``value=`` only for a widget whose key holds nothing yet.
-
-    Streamlit warns when a widget gets a default and its key was also set through session state.
-    """
-    return {} if key in st.session_state else {"value": value}
-
-
 def _channels(num: int) -> list[int]:
     """Channel controls (index range or top-k); returns the channels to show, in order."""
     from resviz.analysis.features import channel_range
@@ -80,25 +72,22 @@ def _channels(num: int) -> list[int]:
         horizontal=True,
         format_func={"range": "Index range", "top-k": "Top-k most active"}.__getitem__,
     )
+    # A new layer or model changes the sliders' bounds, which makes each a new widget that would
+    # start at its own default (k = 1; the range 0..all: 2048 tiles on ResNet-50). So the value is
+    # put into session state on every run: the user's own if it still applies, else the default
+    # for this many channels (the first 64; the top 32).
+    before = st.session_state.get(state.FEAT_CHANNEL_COUNT)
+    st.session_state[state.FEAT_CHANNEL_COUNT] = num
     if mode == "top-k":
-        if st.session_state.get(state.FEAT_TOPK, 0) > num:  # the layer changed under the slider
-            st.session_state[state.FEAT_TOPK] = num
-        k = (
-            st.slider("k", 1, num, key=state.FEAT_TOPK, **_default(state.FEAT_TOPK, min(num, 32)))
-            if num > 1
-            else 1
-        )
-        return [-k]  # resolved by the caller, which has the maps
+        k = st.session_state.get(state.FEAT_TOPK)
+        own = k is not None and before is not None and k != min(before, 32)
+        st.session_state[state.FEAT_TOPK] = min(k, num) if own else min(num, 32)
+        return [-(st.slider("k", 1, num, key=state.FEAT_TOPK) if num > 1 else 1)]  # resolved by the caller
     first = (0, min(num, 64) - 1)
-    lo, hi = st.session_state.get(state.FEAT_RANGE, first)
-    if hi > num - 1 or lo > num - 1:
-        st.session_state[state.FEAT_RANGE] = first
-    if num > 1:
-        lo, hi = st.slider(
-            "Channel range", 0, num - 1, key=state.FEAT_RANGE, **_default(state.FEAT_RANGE, first)
-        )
-    else:
-        lo, hi = 0, 0
+    chosen = st.session_state.get(state.FEAT_RANGE)
+    own = chosen is not None and before is not None and tuple(chosen) != (0, min(before, 64) - 1)
+    st.session_state[state.FEAT_RANGE] = tuple(chosen) if own and chosen[1] < num else first
+    lo, hi = st.slider("Channel range", 0, num - 1, key=state.FEAT_RANGE) if num > 1 else (0, 0)
     return channel_range(num, lo, hi + 1).tolist()
 
 
@@ -192,7 +181,8 @@ def _draw_block(model, acts, block: str, shown: list[int]) -> None:
 
     bm = acts.block(block)
     few = shown[:BLOCK_ROWS]
-    st.subheader(f"{block}: F(x), shortcut and output")
+    parts = "F(x), shortcut and output" if bm.shortcut is not None else "F(x) and output (no shortcut)"
+    st.subheader(f"{block}: {parts}")
     st.caption(
         f"{_block_rows_caption(len(few), len(shown))} {_block_caption(model, bm.shortcut is not None)}"
     )

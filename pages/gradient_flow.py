@@ -161,9 +161,12 @@ def _taming_widgets(disabled: bool = False):
 
 
 def _batch_widgets():
-    from resviz.analysis.batches import BATCH_SOURCES, LABEL_KINDS
+    from resviz.analysis.batches import BATCH_SOURCE_DETAILS, BATCH_SOURCES, LABEL_KINDS
 
-    source = st.selectbox("Batch", list(BATCH_SOURCES), key=state.GRAD_SOURCE, format_func=BATCH_SOURCES.get)
+    details = " ".join(f"**{BATCH_SOURCES[k]}**: {text}." for k, text in BATCH_SOURCE_DETAILS.items())
+    source = st.selectbox(
+        "Batch", list(BATCH_SOURCES), key=state.GRAD_SOURCE, format_func=BATCH_SOURCES.get, help=details
+    )
     labels = st.radio("Loss", list(LABEL_KINDS), key=state.GRAD_LABELS, format_func=LABEL_KINDS.get)
     b1, b2 = st.columns(2)
     batch_size = b1.selectbox("Batch size", [4, 8, 16, 32, 64, 128], index=3, key=state.GRAD_BATCH)

@@ -129,8 +129,13 @@ def _settings(running: bool) -> bool:
         )
         c1, c2, c3 = st.columns(3)
         with c1:
-            dataset = st.selectbox(
-                "Dataset", list(DATASETS), key=state.TRAIN_DATASET, format_func=DATASETS.get, disabled=running
+            dataset = st.selectbox(  # the name before the colon fits the box; the help has the rest
+                "Dataset",
+                list(DATASETS),
+                key=state.TRAIN_DATASET,
+                format_func=lambda k: DATASETS[k].split(":")[0],
+                help=" ".join(f"**{d.split(':')[0]}**:{d.split(':', 1)[1]}." for d in DATASETS.values()),
+                disabled=running,
             )
             folder = None
             if dataset == "folder":

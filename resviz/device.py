@@ -56,7 +56,8 @@ def describe_device(device: torch.device | str) -> str:
         return f"{torch.cuda.get_device_name(index)} (cuda:{index})"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
 
 
 # glibc's mallopt parameters (malloc.h) and the values tune_cpu_allocator sets.

@@ -26,7 +26,14 @@ from resviz.cli import main as cli
 from resviz.errors import LayerNotFoundError, ResvizError
 from resviz.hooks import hook_count
 from resviz.models import create_model
-from resviz.plots.features import block_figure, depth_figure, grid_figure, mosaic_png, tile_maps
+from resviz.plots.features import (
+    block_figure,
+    depth_figure,
+    grid_figure,
+    mosaic_figure,
+    mosaic_png,
+    tile_maps,
+)
 
 
 def _blocks(model) -> list[str]:
@@ -257,9 +264,39 @@ def test_block_figure_marks_a_missing_shortcut():
     a = np.random.default_rng(1).standard_normal((4, 5, 5)).astype(np.float32)
     fig = block_figure(a, None, np.maximum(a, 0), [0, 2])
     titles = [ann.text for ann in fig.layout.annotations]
-    assert titles == ["F(x) (branch)", "no shortcut", "output"]
+    assert titles == ["F(x) (branch)", "no shortcut (plain block)", "output"]
     z = fig.data[0].z
-    assert (z[:5, 6:11] == 255).all()  # the shortcut column is blank
+    assert (z[:5, 6:11] == 255).all()  # the shortcut column is blank...
+    missing = next(t for t in fig.data if t.name == "missing")
+    assert len(missing.text) == 2 and "no shortcut" in missing.text[0]  # ...and says why, on each row
+    assert missing.x[0] == 6 + 2 and list(missing.y) == [2, 8]  # the middle tile's centre, rows 0 and 1
+    # One label point per drawn tile (F(x) and output): the channel goes on each row's first.
+    labels = next(t for t in fig.data if t.name == "labels")
+    assert list(labels.text) == ["ch 0", "", "ch 2", ""]
+
+
+def test_block_figure_column_titles_sit_above_the_plot_where_plotly_draws_them():
+    a = np.random.default_rng(1).standard_normal((4, 5, 5)).astype(np.float32)
+    fig = block_figure(a, a, a + a, [1])
+    titles = fig.layout.annotations
+    assert [t.text for t in titles] == ["F(x) (branch)", "shortcut x", "output"]
+    # plotly skips an annotation whose data y lies outside the axis range (the bug: y = -1 was):
+    # paper y = 1 is the top edge of the plot area, whatever the range.
+    assert all(t.yref == "paper" and t.y == 1 and t.yanchor == "bottom" for t in titles)
+    assert [t.x for t in titles] == [2, 8, 14]  # the centre of each 5-pixel column (pad 1)
+    assert fig.layout.margin.t >= 30
+
+
+def test_tile_labels_are_black_on_light_tiles_and_white_on_dark_ones():
+    # RdBu_r centred on zero: -1 is dark blue, 0 white, +1 dark red (plotly's own colorscale).
+    maps = np.stack([np.full((6, 6), v, np.float32) for v in (-1.0, 0.0, 1.0, 0.05)])
+    fig = mosaic_figure(tile_maps(maps, cols=4, symmetric=True), colorscale="RdBu_r")
+    labels = next(t for t in fig.data if t.name == "labels")
+    assert list(labels.textfont.color) == ["white", "black", "white", "black"]
+    # Viridis: its low end is dark purple, its top yellow.
+    fig = mosaic_figure(tile_maps(np.stack([maps[0], maps[2]])), colorscale="Viridis")
+    labels = next(t for t in fig.data if t.name == "labels")
+    assert list(labels.textfont.color) == ["white", "black"]
 
 
 def test_depth_figure_overlays_residual_and_plain(tiny, x):

@@ -148,7 +148,12 @@ def _saved_runs() -> list:
 
 def render_device_picker() -> None:
     """Device selector and label. Imports torch: call it after the page has drawn its first text."""
-    from resviz.device import available_devices, describe_device, resolve_device
+    from resviz.device import available_devices, configure_cpu_threads, describe_device, resolve_device
+
+    # The thread count the label reports is the one models run with, set when the first model
+    # loads: set it now, so that the first paint (Home, before any model) does not show torch's
+    # own default (OMP_NUM_THREADS), which the next page would then contradict.
+    configure_cpu_threads()
 
     options = ["auto", *available_devices()]
     current = st.session_state.get(state.DEVICE, "auto")

@@ -28,6 +28,7 @@ FEAT_MODULE = "feat_module"  # text input: any module by dotted name (overrides 
 FEAT_CHANNEL_MODE = "feat_channel_mode"  # radio: "range" | "top-k"
 FEAT_RANGE = "feat_range"  # range slider (first, last) channel
 FEAT_TOPK = "feat_topk"  # slider: k most active channels
+FEAT_CHANNEL_COUNT = "feat_channel_count"  # channels of the layer the sliders were last drawn for
 FEAT_CHANNEL = "feat_channel"  # selectbox: the channel shown large
 FEAT_GRID = "feat_grid"  # the grid's plotly chart (a click picks a channel)
 FEAT_GRID_CLICK = "feat_grid_click"  # the last click handled, so a stale one does not override the selectbox

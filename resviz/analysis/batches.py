@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 BatchSource = Literal["random", "samples", "digits"]
 LabelKind = Literal["random", "true"]
 
+# Short labels (they fit a narrow select box); BATCH_SOURCE_DETAILS says what each one is.
 BATCH_SOURCES: dict[str, str] = {
-    "random": "random inputs (standard normal pixels)",
-    "samples": "the built-in sample images (random crops and flips)",
-    "digits": "scikit-learn's handwritten digits (8x8, upsampled, 10 classes)",
+    "random": "random noise",
+    "samples": "sample photos",
+    "digits": "handwritten digits",
+}
+BATCH_SOURCE_DETAILS: dict[str, str] = {
+    "random": "standard normal pixels",
+    "samples": "the built-in sample images, randomly cropped and flipped",
+    "digits": "scikit-learn's 8x8 handwritten digits, upsampled, 10 classes",
 }
 LABEL_KINDS: dict[str, str] = {
     "random": "cross-entropy to random labels",

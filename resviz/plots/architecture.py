@@ -5,6 +5,7 @@ Inputs are configs, summaries and layouts (plain data); nothing here imports tor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from resviz.analysis.layout import BlockInfo
+from resviz.plots.axes import log_axis, si_label
 
 if TYPE_CHECKING:
     from resviz.analysis.summary import ModelSummary
@@ -28,20 +30,16 @@ SHORTCUT_STYLE = {
 }
 
 
-def _si(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{unit}"
-    return f"{n:.0f}"
-
-
-def block_figure(kind: str = "basic", *, preact: bool = False, skip: bool = True) -> go.Figure:
+def block_figure(
+    kind: str = "basic", *, preact: bool = False, skip: bool = True, projection: bool = False
+) -> go.Figure:
     """The layers of one residual block, top to bottom, with the shortcut around them.
 
     Args:
         kind: ``"basic"`` (two 3x3 convs) or ``"bottleneck"`` (1x1, 3x3, 1x1).
         preact: draw the pre-activation ordering (BN-ReLU before each conv, nothing after the sum).
         skip: draw the shortcut and the addition; False draws the plain twin's block.
+        projection: the shortcut is a 1x1 convolution ``W_s x`` (option C: every block), not ``x``.
     """
     layers = _block_layers(kind, preact)
     n = len(layers)
@@ -52,12 +50,13 @@ def block_figure(kind: str = "basic", *, preact: bool = False, skip: bool = True
     add_y = ys[-1] - step
     out_y = add_y - (0.0 if preact else step)
     if skip:
-        last_y = _draw_shortcut(fig, ys, top, add_y)
+        last_y = _draw_shortcut(fig, ys, top, add_y, projection=projection)
     else:
         last_y = ys[-1] - 0.32
     if not preact:
         last_y = _draw_output_relu(fig, out_y, last_y)
-    _draw_result(fig, last_y, preact=preact, skip=skip)
+    shortcut = ("W<sub>s</sub>x" if projection else "x") if skip else None
+    _draw_result(fig, last_y, preact=preact, shortcut=shortcut)
     title = f"{'pre-activation ' if preact else ''}{kind} block{'' if skip else ' (plain: no shortcut)'}"
     fig.update_layout(
         title=dict(text=title, x=0.5, xanchor="center"),
@@ -112,8 +111,9 @@ def _draw_branch(fig: go.Figure, layers: list[str], ys: list[float], top: float)
     fig.add_annotation(x=0, y=top + 0.25, text="<b>x</b>", showarrow=False, font=dict(size=15))
 
 
-def _draw_shortcut(fig: go.Figure, ys: list[float], top: float, add_y: float) -> float:
-    """The addition and the identity shortcut into it; returns the height just below the sum."""
+def _draw_shortcut(fig: go.Figure, ys: list[float], top: float, add_y: float, *, projection: bool) -> float:
+    """The addition and the shortcut into it (identity, or a 1x1 projection drawn as a box on it);
+    returns the height just below the sum."""
     _arrow(fig, 0, ys[-1] - 0.32, 0, add_y + 0.22)
     fig.add_shape(
         type="circle",
@@ -130,10 +130,22 @@ def _draw_shortcut(fig: go.Figure, ys: list[float], top: float, add_y: float) ->
         path=f"M 0 {top - 0.1} L 2.1 {top - 0.1} L 2.1 {add_y} L 0.24 {add_y}",
         line=dict(color=RESIDUAL, width=2.5),
     )
+    mid = (top + add_y) / 2
+    if projection:
+        fig.add_shape(
+            type="rect",
+            x0=1.55,
+            x1=2.65,
+            y0=mid - 0.45,
+            y1=mid + 0.45,
+            fillcolor="#fde9d9",
+            line=dict(color=SHORTCUT_STYLE["projection"]["color"], width=1.5),
+        )
+        fig.add_annotation(x=2.1, y=mid, text="1x1 conv<br>BN", showarrow=False, font=dict(size=11))
     fig.add_annotation(
-        x=2.15,
-        y=(top + add_y) / 2,
-        text="identity<br>shortcut x",
+        x=2.7 if projection else 2.15,
+        y=mid,
+        text="projection<br>shortcut W<sub>s</sub>x" if projection else "identity<br>shortcut x",
         showarrow=False,
         xanchor="left",
         font=dict(color=RESIDUAL, size=12),
@@ -156,9 +168,9 @@ def _draw_output_relu(fig: go.Figure, out_y: float, last_y: float) -> float:
     return out_y - 0.32
 
 
-def _draw_result(fig: go.Figure, last_y: float, *, preact: bool, skip: bool) -> None:
-    """The final arrow and the formula of what the block outputs."""
-    result = "F(x) + x" if skip else "F(x)"
+def _draw_result(fig: go.Figure, last_y: float, *, preact: bool, shortcut: str | None) -> None:
+    """The final arrow and the formula of what the block outputs (``shortcut``: its term, or None)."""
+    result = f"F(x) + {shortcut}" if shortcut else "F(x)"
     _arrow(fig, 0, last_y, 0, last_y - 0.55)
     fig.add_annotation(
         x=0,
@@ -201,7 +213,10 @@ def network_figure(blocks: Sequence[BlockInfo], title: str = "", max_blocks: int
         _draw_network_block(fig, i, b, folded, STAGE_COLORS[stages.index(b.stage) % len(STAGE_COLORS)])
     fig.add_trace(_network_hover(shown))
     _draw_stage_labels(fig, shown, stages)
+    drawn = {b.shortcut for b, _ in shown}
     for kind, style in SHORTCUT_STYLE.items():
+        if kind not in drawn:  # a legend for arcs that are not there (a plain net has none) misleads
+            continue
         fig.add_trace(
             go.Scatter(
                 x=[None],
@@ -220,6 +235,14 @@ def network_figure(blocks: Sequence[BlockInfo], title: str = "", max_blocks: int
         yaxis=dict(visible=False, range=[-0.6, 2.0]),
         legend=dict(orientation="h", y=-0.05, x=0.5, xanchor="center"),
     )
+    if drawn <= {"none"}:
+        fig.add_annotation(
+            x=len(shown) / 2,
+            y=1.45,
+            text="no shortcuts: a plain network",
+            showarrow=False,
+            font=dict(color=PLAIN),
+        )
     return fig
 
 
@@ -309,7 +332,7 @@ def stage_figure(summaries: Sequence[ModelSummary]) -> go.Figure:
                     legendgroup=s.label,
                     showlegend=col == 1,
                     # Labels on grouped bars collide; one model's bars have room for them.
-                    text=[_si(v) for v in values] if len(summaries) == 1 else None,
+                    text=[si_label(v) for v in values] if len(summaries) == 1 else None,
                     textposition="outside",
                     hovertemplate="%{x}: %{y:,}<extra>" + s.label + "</extra>",
                 ),
@@ -322,35 +345,57 @@ def stage_figure(summaries: Sequence[ModelSummary]) -> go.Figure:
         margin=dict(l=10, r=10, t=60, b=10),
         legend=dict(orientation="h", y=1.15, x=0.5, xanchor="center"),
     )
+    fig.update_xaxes(type="category")  # stage names, in network order
     fig.update_yaxes(rangemode="tozero")
     return fig
 
 
 def comparison_figure(summaries: Sequence[ModelSummary], highlight: Sequence[str] = ()) -> go.Figure:
-    """Depth, parameters and multiply-accumulates of several architectures side by side."""
+    """Depth, parameters and multiply-accumulates of several architectures, one row of bars each.
+
+    Horizontal bars on log axes: the model names read across, and each value label has room at
+    the end of its bar at a readable size (labels on narrow upright bars get shrunk by plotly).
+    """
     labels = [s.label for s in summaries]
     colors = [RESIDUAL if s.label in highlight else "#9a9a9a" for s in summaries]
     fig = make_subplots(
-        rows=1, cols=3, subplot_titles=("Depth (weighted layers)", "Parameters", "MACs per image")
+        rows=1,
+        cols=3,
+        shared_yaxes=True,
+        horizontal_spacing=0.05,
+        subplot_titles=("Depth (weighted layers)", "Parameters", "Multiply-accumulates per image"),
     )
-    for col, values in (
-        (1, [s.depth for s in summaries]),
-        (2, [s.params for s in summaries]),
-        (3, [s.macs for s in summaries]),
-    ):
+    panels = (
+        (1, [s.depth for s in summaries], lambda v: f"{v:g}"),
+        (2, [s.params for s in summaries], si_label),
+        (3, [s.macs for s in summaries], si_label),
+    )
+    for col, values, fmt in panels:
         fig.add_trace(
             go.Bar(
-                x=labels,
-                y=values,
+                x=values,
+                y=labels,
+                orientation="h",
                 marker_color=colors,
                 showlegend=False,
-                text=[_si(v) if col > 1 else str(v) for v in values],
+                text=[fmt(v) for v in values],
                 textposition="outside",
-                hovertemplate="%{x}: %{y:,}<extra></extra>",
+                cliponaxis=False,
+                hovertemplate="%{y}: %{x:,}<extra></extra>",
             ),
             row=1,
             col=col,
         )
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10))
-    fig.update_yaxes(type="log")
+        axis = log_axis(values, fmt=fmt, max_ticks=5)
+        if "tickvals" in axis:  # room left of the shortest bar and right of the longest's label
+            lo, hi = math.log10(min(v for v in values if v > 0)), math.log10(max(values))
+            axis["range"] = [lo - 0.25, hi + 0.1 + 0.25 * max(hi - lo, 1.0)]
+        fig.update_xaxes(**axis, row=1, col=col)
+    fig.update_yaxes(type="category", autorange="reversed")  # the first model on top
+    fig.update_layout(
+        height=90 + 30 * len(labels),
+        margin=dict(l=10, r=10, t=50, b=10),
+        uniformtext=dict(minsize=11, mode="show"),  # never shrink a label below a readable size
+        bargap=0.25,
+    )
     return fig

@@ -19,8 +19,12 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from resviz.plots.axes import log_axis
+
 PAD = 255  # mosaic value of the padding between tiles (drawn white)
 TOP = 254  # data are quantized to 0..TOP
+BLOCK_COLUMNS = ("F(x) (branch)", "shortcut x", "output")
+PLAIN_BLOCK_COLUMNS = ("F(x) (branch)", "no shortcut (plain block)", "output")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,25 @@ def _lut(name: str) -> np.ndarray:
     lut = np.full((256, 3), 255, np.uint8)
     lut[: TOP + 1] = np.rint(np.asarray(colors) * (255 if max(map(max, colors)) <= 1 else 1))
     return lut
+
+
+def label_colors(mosaic: Mosaic, colorscale: str, tiles: Sequence[int]) -> list[str]:
+    """Black or white per tile, whichever reads better on the corner where its label is drawn.
+
+    One fixed colour fails somewhere: white vanishes on the near-white middle of a diverging scale
+    (and on Viridis' yellow), black on its dark ends. The corner's mean colour decides, by its
+    luminance (ITU-R BT.601 weights).
+    """
+    h, w = mosaic.tile
+    step_y, step_x = h + mosaic.pad, w + mosaic.pad
+    lut = _lut(colorscale).astype(np.float32)
+    colors = []
+    for i in tiles:
+        r, c = divmod(int(i), mosaic.cols)
+        corner = mosaic.z[r * step_y : r * step_y + max(1, h // 4), c * step_x : c * step_x + max(1, w // 3)]
+        rgb = lut[corner].reshape(-1, 3).mean(axis=0)
+        colors.append("black" if float(rgb @ np.array([0.299, 0.587, 0.114])) > 150 else "white")
+    return colors
 
 
 def _colorscale(name: str) -> list[list[object]]:
@@ -166,15 +189,24 @@ def mosaic_figure(
             text=[mosaic.labels[i] for i in show],
             mode="text",
             textposition="bottom right",
-            textfont=dict(color="white", size=10),
+            textfont=dict(color=label_colors(mosaic, colorscale, show), size=11),
             hoverinfo="skip",
             showlegend=False,
             name="labels",
         )
     )
+    # Above the plot area (paper y = 1): an annotation at a data y outside the axis range is not drawn.
     for j, label in enumerate(column_titles or ()):
         fig.add_annotation(
-            x=j * step_x + (w - 1) / 2, y=-1, text=label, showarrow=False, yanchor="bottom", yref="y"
+            x=j * step_x + (w - 1) / 2,
+            y=1,
+            xref="x",
+            yref="paper",
+            text=label,
+            showarrow=False,
+            yanchor="bottom",
+            font=dict(size=13),
+            name="column title",
         )
     aspect = mosaic.z.shape[0] / mosaic.z.shape[1]
     fig.update_layout(
@@ -229,11 +261,28 @@ def block_figure(
         title=title,
         colorscale="RdBu_r",
         hover_prefix="",
-        column_titles=["F(x) (branch)", "shortcut" if shortcut is not None else "no shortcut", "output"],
+        column_titles=list(BLOCK_COLUMNS if shortcut is not None else PLAIN_BLOCK_COLUMNS),
     )
+    # The label trace has a point per labelled tile (a plain block's empty shortcut tiles have none):
+    # each row's channel goes on its first tile only.
+    shown = [i for i, label in enumerate(mosaic.labels) if label]
     fig.update_traces(
-        text=[str(c) if i % 3 == 0 else "" for c in channels for i in range(3)], selector=dict(name="labels")
+        text=[f"ch {channels[i // 3]}" if i % 3 == 0 else "" for i in shown], selector=dict(name="labels")
     )
+    if shortcut is None:  # say why the middle column is empty, on every row
+        h, w = mosaic.tile
+        fig.add_trace(
+            go.Scatter(
+                x=[(w + mosaic.pad) + (w - 1) / 2] * len(channels),
+                y=[k * (h + mosaic.pad) + (h - 1) / 2 for k in range(len(channels))],
+                text=["no shortcut:<br>nothing added"] * len(channels),
+                mode="text",
+                textfont=dict(color="#555", size=11),
+                hoverinfo="skip",
+                showlegend=False,
+                name="missing",
+            )
+        )
     return fig
 
 
@@ -340,7 +389,7 @@ def depth_figure(*stats: object) -> go.Figure:
             )
     ratios = [v for s in stats for v in np.asarray(s.branch_ratio, float)]  # type: ignore[attr-defined]
     if ratios and min(ratios) > 0:
-        fig.update_yaxes(type="log", row=2, col=2)
+        fig.update_yaxes(**log_axis(ratios), row=2, col=2)
     fig.update_xaxes(title_text="block (input to output)", row=2)
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
     return fig

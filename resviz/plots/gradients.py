@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import plotly.graph_objects as go
 
+from resviz.plots.axes import log_axis
+
 if TYPE_CHECKING:
     from resviz.analysis.depth_sweep import DepthSweep
     from resviz.analysis.gradients import TwinProfile
@@ -38,8 +40,14 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, *, log_y: bool = True) -
         margin={"t": 60, "l": 60, "r": 20, "b": 40},
     )
     if log_y:
-        fig.update_yaxes(type="log", exponentformat="power")
+        fig.update_yaxes(**log_axis(_y_values(fig)))
     return fig
+
+
+def _y_values(fig: go.Figure) -> list[float | None]:
+    """Every y the figure shows: its traces' and its horizontal lines' (e.g. the ratio-1 line)."""
+    ys: list[float | None] = [v for t in fig.data if t.y is not None for v in t.y]
+    return ys + [shape.y0 for shape in fig.layout.shapes if shape.yref == "y" and shape.y0 == shape.y1]
 
 
 def twin_figure(pair: TwinProfile, metric: Metric = "grad_norm") -> go.Figure:
@@ -115,6 +123,7 @@ def split_figure(pair: TwinProfile) -> go.Figure:
         )
     )
     fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")  # block names, in network order
     return _layout(
         fig, "Gradient reaching each block's input, by path", "block", "‖∂L/∂(block input)‖ through the path"
     )

@@ -113,6 +113,7 @@ def final_errors_figure(curves: Mapping[str, TrainingCurves] | Sequence[Training
     )
     fig.update_layout(
         title="final training error (ours)",
+        xaxis_type="category",
         yaxis_title="training error (%)",
         height=320,
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
@@ -128,6 +129,7 @@ def pointing_game_figure(scores: Mapping[str, float]) -> go.Figure:
     )
     fig.update_layout(
         title="Grad-CAM pointing game: peak inside the object",
+        xaxis_type="category",  # run names, even one that reads as a number
         yaxis_title="hits (%)",
         yaxis_range=[0, 100],
         height=320,

@@ -87,7 +87,7 @@ def test_sample_image_grid_block_and_depth(app_test, counted):
     assert labels == [str(i) for i in range(8)]  # layer1.0 of resnet_tiny: 8 channels, all shown
     assert grid["data"][1]["hovertemplate"].startswith("%{text}")  # hover says the channel
     titles = [a["text"] for f in _figures(at) for a in f["layout"].get("annotations", [])]
-    assert "F(x) (branch)" in titles and "shortcut" in titles and "output" in titles
+    assert "F(x) (branch)" in titles and "shortcut x" in titles and "output" in titles
     depth = [f for f in _figures(at) if len(f["data"]) == 8]
     assert {t["name"] for t in depth[0]["data"]} == {"residual", "plain twin"}
     assert [b.proto.label for b in at.get("download_button")] == ["Grid as PNG", "Activations as .npz"]
@@ -132,6 +132,8 @@ def test_block_caption_matches_the_kind_of_block(app_test, model, plain, words, 
     at = _open(app_test, model, plain=plain)
     caption = next(c.value for c in at.caption if "F(x)" in c.value and "color scale" in c.value)
     assert words in caption and wrong not in caption
+    heading = "layer1.0: F(x) and output (no shortcut)" if plain else "layer1.0: F(x), shortcut and output"
+    assert heading in [h.value for h in at.subheader]
 
 
 def test_block_comparison_says_it_shows_the_first_8_channels(app_test):
@@ -266,4 +268,23 @@ def test_resnet18_layer_switch_redraws_from_the_cache(app_test, counted):
     assert not at.exception and not at.error
     assert len(counted) == 1
     texts = [m.value for m in at.markdown] + [h.value for h in at.subheader]
-    assert any("layer2.1: 128 of 128 channels" in t for t in texts), texts
+    assert any("layer2.1: 64 of 128 channels" in t for t in texts), texts  # the first 64 by default
+
+
+def test_a_wider_model_keeps_the_channel_range_and_k(app_test):
+    """Issue 11: a model switch changed the sliders' bounds and they fell back to all channels / k=1."""
+    at = _open(app_test)
+    at.selectbox(key=state.FEAT_LAYER).set_value("layer4.0")
+    _run(at)
+    assert len(_grid(at)["data"][2]["text"]) == 64  # resnet_tiny's layer4.0: 64 channels, all shown
+    _run(at, "resnet_tiny_bottleneck")  # its layer4.0 has 128 channels
+    assert not at.exception and not at.error
+    assert at.subheader[0].value.startswith("layer4.0: 64 of 128 channels")
+    assert at.slider(key=state.FEAT_RANGE).value == (0, 63)
+    at.radio(key=state.FEAT_CHANNEL_MODE).set_value("top-k")
+    _run(at, "resnet_tiny_bottleneck")
+    at.slider(key=state.FEAT_TOPK).set_value(5)
+    _run(at, "resnet_tiny_bottleneck")
+    _run(at)  # back to 64 channels: k = 5 still applies
+    assert at.slider(key=state.FEAT_TOPK).value == 5
+    assert len(_grid(at)["data"][2]["text"]) == 5

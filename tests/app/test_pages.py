@@ -137,3 +137,75 @@ def test_a_one_channel_run_works_on_the_image_pages(saved_digits_run, open_page,
     assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
     assert not at.error, f"{page}: {[e.value for e in at.error]}"
     assert at.get("plotly_chart"), f"{page} drew nothing"
+
+
+# --------------------------------------------------------------------------- issue 11's polish list
+
+
+def test_home_names_the_families_properly_and_counts_without_a_change_arrow(app_test):
+    metrics = {m.label: m for m in app_test.metric}
+    assert list(metrics) == ["ImageNet", "CIFAR", "Tiny"]
+    assert all(not m.proto.delta for m in metrics.values())  # a count is not a rise
+    assert any("plain twin" in c.value for c in app_test.caption)
+
+
+def test_the_device_label_shows_the_threads_models_run_with_from_the_first_paint(monkeypatch):
+    """Issue 11: "CPU (1 threads)" on Home (torch's default), "CPU (2 threads)" once a model loaded."""
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("RESVIZ_THREADS", "1")  # what models will run with; torch may say otherwise
+    torch.set_num_threads(2)
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state[state.DEVICE] = "cpu"
+        at.run()
+        assert not at.exception
+        assert "CPU (1 thread)" in [c.value for c in at.sidebar.caption]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _labels(df) -> list[str]:
+    """The headers a dataframe shows: its column config's label, else the column's own name."""
+    config = json.loads(df.proto.columns or "{}")
+    return [config.get(c, {}).get("label", c) for c in df.value.columns]
+
+
+def test_architecture_tables_have_headers_for_people_and_no_cut_total(open_page):
+    at = open_page("pages/architecture.py", model_name="resnet20")
+    assert not at.exception and len(at.dataframe) == 4  # stages, every layer, side by side, peers
+    for df in at.dataframe:
+        for label in _labels(df):
+            assert "_" not in label and label not in {"macs", "adds", "params", "stage", "model"}, label
+    pair = at.dataframe[2].value
+    total = pair.iloc[-1]
+    assert total["stage"] == "total" and total["resnet20 output"] == "20 layers"
+
+
+def test_peers_say_the_input_size_they_are_measured_at(open_page):
+    at = open_page("pages/architecture.py", model_name="resnet20")  # a CIFAR net: 32x32 chosen
+    text = next(m.value for m in at.markdown if "peers" in m.value)
+    assert "64x64 input" in text and "Not at the chosen 32x32" in text
+    at = open_page("pages/architecture.py", model_name="resnet_tiny")  # ImageNet-style: 224
+    text = next(m.value for m in at.markdown if "peers" in m.value)
+    assert "224x224 input" in text and "Not at" not in text
+
+
+def test_option_c_draws_a_projection_and_a_plain_net_no_shortcut_legend(open_page):
+    at = open_page("pages/architecture.py", model_name="resnet20")
+    at.selectbox(key="arch_option_resnet20").set_value("C").run()
+    assert not at.exception
+    block = next(c for c in charts(at) if "basic block" in c["layout"].get("title", {}).get("text", ""))
+    texts = " ".join(a.get("text", "") for a in block["layout"]["annotations"])
+    assert "projection" in texts and "identity" not in texts and "W<sub>s</sub>x" in texts
+    legend = [t["name"] for t in charts(at)[0]["data"] if t.get("name")]
+    assert legend == ["projection shortcut"]  # option C: every arc is a projection
+
+    at = open_page("pages/architecture.py", model_name="resnet20", model_plain=True)
+    network = charts(at)[0]
+    assert not [t for t in network["data"] if "shortcut" in (t.get("name") or "")]
+    assert any("no shortcuts" in a.get("text", "") for a in network["layout"]["annotations"])
