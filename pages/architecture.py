@@ -17,6 +17,7 @@ from resviz.models import (
     get_spec,
     list_models,
     model_names,
+    twin_name,
 )
 from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
@@ -217,18 +218,30 @@ def stage_tables(name: str, summary) -> None:
         )
 
 
-def comparison(name: str, spec: ModelSpec, summary, size: int) -> None:
-    """A second model of the same family (the plain twin by default) next to this one."""
+def comparison(
+    name: str, spec: ModelSpec, summary, size: int, run_config: ResNetConfig | None = None
+) -> None:
+    """A second model of the same family (the plain twin by default) next to this one.
+
+    For a training run (``run_config``) the default is the twin of the run's own configuration
+    (the network trained beside it), not the registry's variant of the same name.
+    """
     st.subheader("Side by side")
     others = [n for n in model_names() if get_spec(n).family == spec.family] or model_names()
+    as_run = f"{twin_name(name)}, as in this run"
+    if run_config is not None:
+        others = [as_run, *others]
     other = st.selectbox(
         "Compare with",
         others,
-        index=others.index(spec.twin) if spec.twin in others else 0,
-        key=f"{K}other_{name}",  # per model, so each starts from its own plain twin
+        index=0 if run_config is not None else (others.index(spec.twin) if spec.twin in others else 0),
+        key=f"{K}other_{name}_{run_config is not None}",  # per model: each starts from its own twin
         help="Its plain twin by default.",
     )
-    other_config = get_spec(other).config
+    if other == as_run and run_config is not None:
+        other_config = run_config.replace(skip=not run_config.skip, no_skip_blocks=frozenset())
+    else:
+        other_config = get_spec(other).config
     other_summary = summary_of(other_config, size, other)
     st.plotly_chart(stage_figure([summary, other_summary]), key=f"{K}stages")
     st.plotly_chart(
@@ -299,7 +312,7 @@ def main() -> None:
     metrics(summary)
     network(config, summary)
     stage_tables(name, summary)
-    comparison(name, spec, summary, size)
+    comparison(name, spec, summary, size, run_config=base if current_choice().weights == "run" else None)
     peers(size)
 
 

@@ -73,6 +73,11 @@ class RunInfo:
         return self.planned_steps > 0 and self.steps < STOPPED_EARLY * self.planned_steps
 
     @property
+    def short_label(self) -> str:
+        """Fits a narrow select box and still tells runs apart: variant, data, where from."""
+        return f"{self.title or self.name} · {self.dataset} · {'demo' if self.bundled else self.id[:15]}"
+
+    @property
     def label(self) -> str:
         """Tells runs apart: the title (or variant), data, steps, error, and the id or origin."""
         err = f", train error {100 * self.train_error:.1f}%" if self.train_error is not None else ""

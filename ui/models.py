@@ -132,10 +132,14 @@ def _run_widget(runs: list) -> tuple[str, str]:
     labels = {str(r.path): r for r in runs}
     if st.session_state.get(state.TRAIN_RUN) not in labels:
         st.session_state[state.TRAIN_RUN] = next(iter(labels))
-    run_path = st.selectbox("Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].label)
+    run_path = st.selectbox(
+        "Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].short_label
+    )
     run = labels[run_path]
     origin = "bundled demo, trained by `make demo-weights`" if run.bundled else "saved by the Training Lab"
-    st.caption(f"Using the run's own model: **{run.name}** ({origin}; the variant above does not apply).")
+    st.caption(
+        f"{run.label}. Using the run's own model, **{run.name}** ({origin}; the variant above does not apply)."
+    )
     return run_path, run.name
 
 

@@ -50,7 +50,7 @@ def test_short_run_draws_the_curves_and_becomes_a_model(app_url, browser_page) -
     sidebar.get_by_text("Saved training run (Training Lab)").click()
     wait_idle(page)
     sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
-    page.get_by_role("option").filter(has_text="resnet56 on digits").first.click()
+    page.get_by_role("option").filter(has_text="resnet56 · digits").first.click()
     wait_idle(page)
     page.get_by_role("link", name="Attribution").first.click()
     wait_idle(page, timeout=180)
