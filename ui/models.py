@@ -138,7 +138,8 @@ def _run_widget(runs: list) -> tuple[str, str]:
     run = labels[run_path]
     origin = "bundled demo, trained by `make demo-weights`" if run.bundled else "saved by the Training Lab"
     st.caption(
-        f"{run.label}. Using the run's own model, **{run.name}** ({origin}; the variant above does not apply)."
+        f"{run.label}. Using the run's own model, **{run.name}** ({origin}; the variant above does "
+        "not apply)."
     )
     return run_path, run.name
 
