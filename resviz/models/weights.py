@@ -181,7 +181,7 @@ def download_weights(name: str, *, progress: Progress | None = None, timeout: fl
         raise WeightsUnavailableError(
             f"ImageNet weights for {name} are not cached and could not be downloaded "
             f"({_reason(exc)}: offline or blocked). Fetch {url} on a machine with internet and put it "
-            f"at {dest}, or load that file as \"My checkpoint\"."
+            f'at {dest}, or load that file as "My checkpoint".'
         ) from exc
     match = _HASH_PREFIX.search(os.path.basename(url))
     if match and not sha.hexdigest().startswith(match.group(1)):
@@ -209,7 +209,7 @@ def load_pretrained(name: str, *, progress: Progress | None = None, download: bo
             url = weights.url  # type: ignore[attr-defined]
             raise WeightsUnavailableError(
                 f"ImageNet weights for {name} are not cached (expected at {path}). Fetch {url} on a "
-                "machine with internet and put it there, or load that file as \"My checkpoint\"."
+                'machine with internet and put it there, or load that file as "My checkpoint".'
             )
         path = download_weights(name, progress=progress)
     state = _read_state_dict(path.read_bytes(), path.name)
