@@ -200,3 +200,27 @@ def comparison_grid(
         meta={"kind": "attribution_grid"},
     )
     return fig
+
+
+def grid_image(
+    image: np.ndarray,
+    cells: Mapping[tuple[str, str], np.ndarray],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    *,
+    opacity: float = 0.5,
+    colormap: str = "Jet",
+    gap: int = 4,
+) -> np.ndarray:
+    """The comparison grid as one ``(rows*H + gaps, columns*W + gaps, 3)`` uint8 image (white gaps,
+    blank missing cells), for files: the same cells as :func:`comparison_grid`, without titles."""
+    rgb = _as_rgb(image)
+    h, w = rgb.shape[:2]
+    out = np.full((len(rows) * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, col in enumerate(columns):
+            heat = cells.get((row, col))
+            if heat is not None:
+                y, x = r * (h + gap), c * (w + gap)
+                out[y : y + h, x : x + w] = overlay(rgb, heat, opacity=opacity, colormap=colormap)
+    return out
