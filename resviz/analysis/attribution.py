@@ -71,6 +71,7 @@ __all__ = [
     "attribute",
     "attribute_images",
     "captum_grad_cam",
+    "class_names_for",
     "comparison_cells",
     "default_layer",
     "forward_cam",
@@ -397,6 +398,25 @@ def comparison_cells(
 # --------------------------------------------------------------------------- images in
 
 
+IMAGENET_NAMES_NOTE = "Class names: torchvision's ImageNet categories (the checkpoint carries none)."
+
+
+def class_names_for(loaded: LoadedModel) -> tuple[tuple[str, ...] | None, str | None]:
+    """The class names to show for ``loaded``, and a note when they are not the checkpoint's own.
+
+    A trained 1000-class ImageNet-stem network without names of its own gets torchvision's ImageNet
+    categories (shipped inside torchvision: nothing is downloaded), and the note says so.
+    """
+    if loaded.class_names:
+        return tuple(loaded.class_names), None
+    cfg = loaded.config
+    if loaded.trained and cfg.num_classes == 1000 and cfg.stem == "imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"]), IMAGENET_NAMES_NOTE
+    return None, None
+
+
 def attribute_images(
     loaded: LoadedModel,
     images: Sequence[Image.Image],
@@ -415,7 +435,9 @@ def attribute_images(
         raise AttributionError("Pick or upload at least one image.")
     x = loaded.preprocessing.tensor(list(images))
     options.setdefault("preprocessing", loaded.preprocessing)
-    return attribute(loaded.model, x, method, class_name=loaded.class_name, **options)  # type: ignore[arg-type]
+    names, _ = class_names_for(loaded)
+    namer = names if names is not None else loaded.class_name
+    return attribute(loaded.model, x, method, class_name=namer, **options)  # type: ignore[arg-type]
 
 
 def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_classes: int) -> int | None:
