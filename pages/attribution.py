@@ -133,6 +133,10 @@ def _probe(model_key: str, layer: str, side: int, _model) -> tuple[int, float]:
     return probe_layer(_model, layer, side)
 
 
+def _request_run(key: tuple) -> None:
+    st.session_state[state.ATTR_RUN_PENDING] = key
+
+
 def _slow_result(spec, loaded, model_key, images, layer, target, options):
     """A forward-pass CAM: its cost first, then it runs on a click, with a progress bar and Stop.
 
@@ -151,13 +155,18 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
     seconds = estimate_seconds(passes, per_pass)
     st.info(
         f"{spec.label} at {layer}: {passes} forward passes ({channels} channels x {len(images)} image(s)), "
-        f"about {seconds} s here. Batches of {options.batch_size}."
+        f"{'at most' if spec.name == 'ablationcam' else 'about'} {seconds} s here. "
+        f"Batches of {options.batch_size}."
     )
     run, stop = st.columns([1, 5])
     if stop.button("Stop", key=state.ATTR_STOP):
+        st.session_state.pop(state.ATTR_RUN_PENDING, None)
         st.warning("Stopped; press Run to start again.")
-    if not run.button(f"Run {spec.label}", key=state.ATTR_RUN, type="primary"):
+    # A callback, not the button's return value: a rerun before the run (the image picker's) keeps it.
+    run.button(f"Run {spec.label}", key=state.ATTR_RUN, type="primary", on_click=_request_run, args=(key,))
+    if st.session_state.get(state.ATTR_RUN_PENDING) != key:
         return None
+    st.session_state.pop(state.ATTR_RUN_PENDING, None)
     bar = st.progress(0.0, text="Starting…")
 
     def progress(n: int, total: int) -> bool:

@@ -223,3 +223,29 @@ def test_pretrained_button_switches_sidebar_weights(app_test, monkeypatch):
     # Offline: the loader falls back to random weights and the page says why, and still works.
     assert any("Using random weights instead" in w.value for w in at.warning)
     assert len(_figures(at, "attribution_overlay")) == 1
+
+
+def test_forward_pass_cam_says_its_cost_then_runs_on_a_click(app_test, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    at.selectbox(key=state.ATTR_METHOD).set_value("ablationcam").run()
+    assert not at.exception and not at.error
+    assert any("forward passes (64 channels x 1 image(s))" in i.value for i in at.info)
+    assert not _figures(at, "attribution_overlay")  # nothing runs before the click
+    at.button(key=state.ATTR_RUN).click().run()
+    assert not at.exception and not at.error
+    assert len(_figures(at, "attribution_overlay")) == 1
+    at.slider(key=state.ATTR_OPACITY).set_value(0.8).run()  # kept: no second click needed
+    assert len(_figures(at, "attribution_overlay")) == 1
+
+
+def test_new_cams_and_integrated_gradients_completeness(app_test, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    for method in ("gradcampp", "eigencam"):
+        at.selectbox(key=state.ATTR_METHOD).set_value(method).run()
+        assert not at.exception and not at.error, method
+        overlay = _figures(at, "attribution_overlay")
+        assert len(overlay) == 1 and any(t.get("marker", {}).get("showscale") for t in overlay[0]["data"])
+    at.selectbox(key=state.ATTR_METHOD).set_value("integrated_gradients").run()
+    assert any("Completeness error" in c.value for c in [*at.caption, *at.warning])
+    top = [json.loads(n.proto.spec) for n in at.get("plotly_chart")]
+    assert any(f["layout"].get("yaxis", {}).get("type") == "category" for f in top)
