@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--cam-size", type=int, default=224, help="input side for the CAM family")
     parser.add_argument("--cam-batch", type=int, default=1, help="images for the CAM family")
     parser.add_argument("--skip-gradcam", action="store_true", help="only the CAM family")
+    parser.add_argument("--skip-gradient-cams", action="store_true", help="only Score-CAM and Ablation-CAM")
+    parser.add_argument("--forward-cams", nargs="+", default=["scorecam", "ablationcam"])
     args = parser.parse_args()
     threads = configure_cpu_threads()
     print(
@@ -129,8 +131,9 @@ def main() -> None:
     )
     side = f"{args.cam_size}x{args.cam_size}"
     print(f"\nCAM family at {args.cam_model}.layer4, {args.cam_batch} image(s) at {side}")
-    bench_gradient_cams(model, x, args.repeats, have_pgc)
-    bench_forward_cams(model, x, have_pgc)
+    if not args.skip_gradient_cams:
+        bench_gradient_cams(model, x, args.repeats, have_pgc)
+    bench_forward_cams(model, x, have_pgc, args.forward_cams)
 
 
 def _bench_grad_cam(args: argparse.Namespace, header: str) -> None:
@@ -212,14 +215,14 @@ def bench_gradient_cams(model: torch.nn.Module, x: torch.Tensor, repeats: int, h
     )
 
 
-def bench_forward_cams(model: torch.nn.Module, x: torch.Tensor, have_pgc: bool) -> None:
+def bench_forward_cams(model: torch.nn.Module, x: torch.Tensor, have_pgc: bool, methods: list[str]) -> None:
     """One timed run each (they take seconds): ours with batch 64 against pytorch-grad-cam's defaults."""
     import contextlib
     import io
 
     with torch.no_grad():
         t_list = model(x).argmax(1).tolist()
-    for m in ("scorecam", "ablationcam"):
+    for m in methods:
         forward_cam(model, x[:1], "layer4", m, batch_size=64, target=t_list[:1])  # warm-up
         t0 = time.perf_counter()
         ours = forward_cam(model, x, "layer4", m, batch_size=64, target=t_list)
