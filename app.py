@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/gradient_flow.py", title="Gradient Flow", icon=":material/show_chart:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/center_focus_strong:"),
     st.Page("pages/training_lab.py", title="Training Lab", icon=":material/model_training:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
     st.Page("pages/why_it_works.py", title="Why it works", icon=":material/lightbulb:"),
 ]
 

@@ -5,6 +5,8 @@ from ui.shell import ensure_entry_point
 
 ensure_entry_point()
 
+from pathlib import Path
+
 import streamlit as st
 
 from resviz.analysis.layout import block_layout
@@ -12,16 +14,14 @@ from resviz.errors import ResvizError
 from resviz.models import (
     ModelSpec,
     ResNetConfig,
-    get_config,
     get_spec,
     list_models,
     model_names,
-    twin_name,
 )
 from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
 from ui import state
-from ui.models import DEFAULT_MODEL
+from ui.models import current_choice
 
 K = state.ARCH_PREFIX
 REFERENCE_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -117,22 +117,28 @@ def knobs(name: str, base: ResNetConfig) -> dict:
     return {k: v for k, v in chosen.items() if getattr(base, k) != v}
 
 
-def chosen_model() -> tuple[str, ModelSpec]:
-    """The sidebar's variant (or its plain twin): ``(name, spec)``."""
-    name = st.session_state.get(state.MODEL_NAME, DEFAULT_MODEL)
-    if st.session_state.get(state.MODEL_PLAIN):
-        name = twin_name(name)
-    return name, get_spec(name)
+def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str]:
+    """The sidebar's model: ``(name, spec, configuration, what it is)``; a run's own configuration."""
+    choice = current_choice()
+    spec = get_spec(choice.name)
+    if choice.weights == "run" and choice.run_path:
+        from resviz.runs import read_metadata
+
+        meta = read_metadata(choice.run_path)
+        config = ResNetConfig.from_dict(dict(meta["variant_config"]))  # type: ignore[arg-type]
+        steps = meta.get("steps_done", "?")
+        return choice.name, spec, config, f"as trained in run {Path(choice.run_path).name} ({steps} steps)"
+    return choice.name, spec, spec.config, spec.description
 
 
-def input_size(spec: ModelSpec) -> int:
+def input_size(config: ResNetConfig) -> int:
     """The input-size slider, starting at the size the variant was designed for."""
-    default_size = 224 if spec.config.stem == "imagenet" else 32
+    default_size = 224 if config.stem == "imagenet" else 32
     return st.select_slider(
         "Input size (pixels)",
         [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
         value=default_size,
-        key=f"{K}size_{spec.config.stem}",
+        key=f"{K}size_{config.stem}",
     )
 
 
@@ -230,12 +236,13 @@ def peers(size: int) -> None:
 
 def main() -> None:
     st.title("Architecture")
-    name, spec = chosen_model()
-    st.markdown(f"**{name}**: {spec.description}. Change the model in the sidebar; tune it here.")
-    size = input_size(spec)
-    changes = knobs(name, spec.config)  # keyed per model: each starts from its own defaults
+    name, spec, base, about = chosen_model()
+    st.markdown(f"**{name}**: {about}. Change the model in the sidebar; tune it here.")
+    size = input_size(base)
+    changes = knobs(name, base)  # keyed per model: each starts from its own defaults
     try:
-        config = get_config(name, **changes)
+        config = base.replace(**changes)
+        config.validate()
         summary = summary_of(config, size, name + (" (modified)" if changes else ""))
     except ResvizError as exc:
         st.error(str(exc))

@@ -40,7 +40,7 @@ def main() -> None:
             help="The sidebar's model (a saved training run, a checkpoint, ImageNet weights) is copied, "
             "never changed; its twin has the same weights with the shortcuts flipped.",
         )
-        twins, batch = _settings()
+        twins, batch = _settings(fixed_model=which == "sidebar")
         device = st.session_state.get(state.DEVICE, "auto")
         first = "The sidebar's model" if which == "sidebar" else "At initialization"
         init_tab, sweep_tab, train_tab = st.tabs([first, "Depth sweep", "Training"])
@@ -57,20 +57,26 @@ def main() -> None:
         st.error(str(exc))
 
 
-def _settings():
+def _settings(fixed_model: bool = False):
+    """The settings panel; with ``fixed_model`` (the sidebar's model) the seed-twin knobs are greyed out."""
     from resviz.analysis.batches import BatchSettings
     from resviz.analysis.twins import TwinSettings
 
     st.session_state.setdefault(state.GRAD_DEPTH_CIFAR, 56)
     st.session_state.setdefault(state.GRAD_DEPTH_IMAGENET, 18)
     with st.container(border=True):
+        if fixed_model:
+            st.caption(
+                "The sidebar's model brings its own architecture and weights: the greyed-out knobs "
+                "describe the seed-built twins, used as set by the **Depth sweep** and **Training** tabs."
+            )
         c1, c2, c3, c4 = st.columns(4)
         with c1:
-            family, depth, stages = _network_widgets()
+            family, depth, stages = _network_widgets(fixed_model)
         with c2:
-            bn, init, seed = _init_widgets()
+            bn, init, seed = _init_widgets(fixed_model)
         with c3:
-            zero, scale = _taming_widgets()
+            zero, scale = _taming_widgets(fixed_model)
         with c4:
             source, labels, batch_size, size = _batch_widgets()
     twins = TwinSettings(
@@ -87,38 +93,41 @@ def _settings():
     return twins, BatchSettings(source, labels, int(batch_size), int(size), int(seed))
 
 
-def _network_widgets():
+def _network_widgets(disabled: bool = False):
     from resviz.analysis.twins import CIFAR_DEPTHS, IMAGENET_DEPTHS, parse_stage_sizes
 
     family = st.radio(
         "Networks",
         ["cifar", "imagenet"],
         key=state.GRAD_FAMILY,
+        disabled=disabled,
         format_func={"cifar": "CIFAR (16-64 channels)", "imagenet": "ImageNet 18/34"}.get,
         horizontal=True,
     )
     stages = None
     if family == "cifar":
-        depth = st.selectbox("Depth", CIFAR_DEPTHS, key=state.GRAD_DEPTH_CIFAR)
+        depth = st.selectbox("Depth", CIFAR_DEPTHS, key=state.GRAD_DEPTH_CIFAR, disabled=disabled)
         stages = parse_stage_sizes(
             st.text_input(
                 "Or blocks per stage",
                 key=state.GRAD_STAGES,
+                disabled=disabled,
                 placeholder="e.g. 30,30,30 (182 layers)",
                 help="Deeper or uneven CIFAR nets: 6·blocks+2 layers. Blank uses the depth above.",
             )
         )
     else:
-        depth = st.selectbox("Depth", IMAGENET_DEPTHS, key=state.GRAD_DEPTH_IMAGENET)
+        depth = st.selectbox("Depth", IMAGENET_DEPTHS, key=state.GRAD_DEPTH_IMAGENET, disabled=disabled)
     return family, depth, stages
 
 
-def _init_widgets():
-    bn = st.toggle("BatchNorm", value=True, key=state.GRAD_BN)
+def _init_widgets(disabled: bool = False):
+    bn = st.toggle("BatchNorm", value=True, key=state.GRAD_BN, disabled=disabled)
     init = st.selectbox(
         "Initialization",
         ["kaiming", "xavier", "default"],
         key=state.GRAD_INIT,
+        disabled=disabled,
         format_func={
             "kaiming": "Kaiming (He)",
             "xavier": "Xavier (Glorot)",
@@ -129,10 +138,11 @@ def _init_widgets():
     return bn, init, seed
 
 
-def _taming_widgets():
+def _taming_widgets(disabled: bool = False):
     zero = st.toggle(
         "Zero-init branch ends",
         key=state.GRAD_ZERO_INIT,
+        disabled=disabled,
         help="Every block starts as the identity (Goyal et al. 2017); tames the no-BN residual net.",
     )
     scale = st.number_input(
@@ -142,6 +152,7 @@ def _taming_widgets():
         value=1.0,
         step=0.05,
         key=state.GRAD_BRANCH_SCALE,
+        disabled=disabled,
         help="F(x) is multiplied by this before the addition (SkipInit / Fixup-style; try 0.1).",
     )
     return zero, scale
@@ -183,10 +194,9 @@ def _sidebar_model(batch, device: str) -> None:
     loaded = current_model()
     show_model_banner(loaded)
     st.caption(
-        "A copy of the sidebar's model and its twin (the same weights, shortcuts flipped), in train mode "
-        "on one batch that fits the model. The batch size and seed above apply; the architecture, "
-        "BatchNorm, initialization and taming knobs describe the seed-built twins of the **Depth sweep** "
-        "and **Training** tabs, which do not use this model."
+        "A copy of the sidebar's model and its counterpart (for a training run, the twin trained beside "
+        "it; otherwise the same weights with the shortcuts flipped), in train mode on one batch that "
+        "fits the model. The batch size and seed above apply."
     )
     with st.spinner(f"Forward and backward pass of {loaded.name} and its twin…"):
         pair = _loaded_profile(repr(current_choice()), batch.batch_size, batch.seed, device, loaded)

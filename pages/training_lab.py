@@ -9,6 +9,7 @@ what was trained is kept and saved like a finished run.
 from __future__ import annotations
 
 import functools
+import uuid
 
 import streamlit as st
 
@@ -29,7 +30,7 @@ WIDTH_LABELS = {
     "tiny": "tiny 4/8/16 (for a quick look)",
 }
 PRESET_LABELS = {
-    "cpu": "CPU default: digits, 300 steps (about 1 minute on 2 cores)",
+    "cpu": "CPU default: digits, 300 steps (1-2 minutes on 2 cores)",
     "shapes": "Shapes with masks: 400 steps, reduced widths, Grad-CAM pointing game",
     "paper": "Paper scale: CIFAR-10, 64k steps (for a GPU)",
 }
@@ -158,7 +159,9 @@ def _settings(running: bool) -> bool:
                 key=state.TRAIN_LR,
                 disabled=running,
             )
-            st.number_input("Seed", min_value=0, max_value=10_000, value=0, key=state.TRAIN_SEED)
+            st.number_input(
+                "Seed", min_value=0, max_value=10_000, value=0, key=state.TRAIN_SEED, disabled=running
+            )
     if not depths or not kinds:
         st.info("Choose at least one depth and one kind of network.")
         return False
@@ -200,13 +203,14 @@ def _start() -> None:
     """Start button callback: build this session's own models and train them on a thread."""
     from resviz.device import configure_cpu_threads
     from resviz.errors import ResvizError
-    from resviz.runs import default_runs_dir, save_run
+    from resviz.runs import check_writable, default_runs_dir, save_run
     from resviz.training import JobRunningError, start_job
 
     try:
         config = _config()
+        root = check_writable(default_runs_dir())  # a folder runs cannot go to is said before training
         configure_cpu_threads()
-        save = functools.partial(save_run, root=default_runs_dir())
+        save = functools.partial(save_run, root=root, group=uuid.uuid4().hex[:12])
         st.session_state[state.TRAIN_JOB] = start_job(config, save=save)
     except JobRunningError as exc:
         st.session_state[state.TRAIN_JOB] = exc.job  # show that run, with its Stop button
@@ -237,10 +241,12 @@ def _live(running: bool) -> None:
             st.error(job.error)
         if job.abandoned:
             st.warning("This run stopped because no page watched it for a minute; what was trained is saved.")
+        curves = job.snapshot()
+        if not curves:
+            return  # nothing trained yet (or a failed start): no empty chart controls
         chart, paper = st.columns([5, 2])
         with chart:
             metric = st.selectbox("Curve", list(METRICS), key=state.TRAIN_METRIC, format_func=METRICS.get)
-            curves = job.snapshot()
             if curves:
                 st.plotly_chart(
                     training_curves_figure(curves, metric, total_steps=cfg.steps),
@@ -293,10 +299,43 @@ def _results(job) -> None:
         on_click="ignore",
         icon=":material/download:",
     )
-    if job.saved:
+    _saving(job)
+
+
+def _saving(job) -> None:
+    """Where the models went: saved, not saved (stopped early: save on request), or a failed save."""
+    if job.save_error:
+        st.error(job.save_error)
+        _model_downloads(job)
+    elif job.saved:
         st.success(
             f"Saved {len(job.saved)} trained model(s) under {job.saved[0].parent}. Pick "
-            "**Saved training run** under *Weights* in the sidebar to open one on any page."
+            "**Saved training run** under *Weights* in the sidebar to open one on any page, or compare "
+            "runs on the **Runs** page."
+        )
+    elif job.stopped_early:
+        st.info(
+            f"Stopped early ({job.step} of {job.config.steps} steps): the models were not saved. "
+            "Keep them anyway?"
+        )
+        st.button("Save these models", key=state.TRAIN_SAVE_ANYWAY, on_click=job.save)
+
+
+def _model_downloads(job) -> None:
+    import io
+
+    import torch
+
+    cols = st.columns(max(1, len(job.results)))
+    for col, r in zip(cols, job.results):
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in r.model.state_dict().items()}, buffer)
+        col.download_button(
+            f"{r.name} (state dict)",
+            buffer.getvalue(),
+            file_name=f"{r.name}-{r.dataset}-s{r.config.seed}.pt",
+            key=f"{state.TRAIN_MODEL_DOWNLOAD}{r.name}",
+            on_click="ignore",
         )
 
 

@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        # Building the parser imports every subcommand (and torch): Ctrl-C here is an interrupt too.
+        args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
     except ResvizError as exc:
         print(f"error: {exc}", file=sys.stderr)

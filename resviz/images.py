@@ -25,11 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from resviz.errors import ImageError
+
+if TYPE_CHECKING:
+    from resviz.datasets import ImageDataset
 
 MAX_PIXELS = 40_000_000  # width x height; Pillow's own bomb limit is 179 MP (89 MP only warns)
 MAX_UPLOAD_MB = 25  # per file; the page's uploader uses the same number
@@ -57,6 +61,7 @@ class LoadedImage:
     image: Image.Image = field(compare=False, repr=False)
     notes: tuple[str, ...] = ()
     digest: str = ""
+    true_class: str | None = None  # a held-out dataset image's label; None for photos and uploads
 
     @property
     def size(self) -> tuple[int, int]:
@@ -324,3 +329,19 @@ def load_sample(name: str) -> LoadedImage:
     path = root / _SKIMAGE_FILES[name]
     loaded = decode_image(path.read_bytes(), name)
     return LoadedImage(name, loaded.image, loaded.notes, loaded.digest)
+
+
+def dataset_samples(data: ImageDataset, n: int = 12) -> list[LoadedImage]:
+    """The first ``n`` held-out images of ``data`` as pickable samples, with their true class.
+
+    Named ``"held-out 3: circle"``; grayscale sets become RGB here and grayscale again in preprocessing.
+    """
+    out = []
+    for i in range(min(n, len(data.y_test))):
+        pixels = data.x_test[i].permute(1, 2, 0).numpy()  # (H, W, C) uint8
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
+        label = data.class_names[int(data.y_test[i])]
+        name = f"held-out {i}: {label}"
+        digest = digest_bytes(f"{data.name}:{data.description}:{i}:".encode() + pixels.tobytes())
+        out.append(LoadedImage(name, image, (), digest, true_class=label))
+    return out

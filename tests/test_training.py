@@ -116,7 +116,25 @@ def test_job_stops_and_keeps_what_was_trained(digits, tmp_path):
     curves = job.snapshot()
     assert len(curves["resnet8"].loss) == job.step
     assert len(curves["resnet8"].eval_steps) >= 1  # a stopped run still gets its last evaluation
-    assert len(job.saved) == 2 and len(list_runs(tmp_path)) == 2
+    # Stopped before 10% of its steps: kept in memory, saved only when asked.
+    assert job.stopped_early and job.saved == [] and list_runs(tmp_path, bundled=False) == []
+    assert len(job.save()) == 2 and len(list_runs(tmp_path, bundled=False)) == 2
+    assert job.save() == []  # nothing is saved twice
+
+
+def test_a_failed_save_keeps_the_trained_models_and_says_why(digits, tmp_path):
+    def full_disk(trained):
+        raise OSError(28, "No space left on device")
+
+    cfg = TrainConfig(models=("resnet8",), steps=2, eval_every=1, **TINY)
+    job = TrainingJob(cfg, dataset=digits, save=full_disk).start()
+    assert job.wait(60)
+    assert job.status == "done" and job.error is None
+    assert [r.name for r in job.results] == ["resnet8"] and job.saved == []
+    assert (
+        job.save_error
+        == "The trained models could not be saved (No space left on device); download them below."
+    )
 
 
 def test_job_reports_errors_as_sentences(tmp_path):
@@ -129,7 +147,7 @@ def test_saved_run_loads_with_class_names_and_same_outputs(shapes, tmp_path):
     cfg = TrainConfig(dataset="shapes", models=("resnet8",), steps=3, **TINY)
     (result,) = train(cfg, dataset=shapes)
     path = save_run(result, tmp_path)
-    (info,) = list_runs(tmp_path)
+    (info,) = list_runs(tmp_path, bundled=False)
     assert info.path == path and info.name == "resnet8" and info.dataset == "shapes" and info.steps == 3
     loaded = load_run(path)
     assert loaded.weights == "run" and loaded.trained
@@ -150,8 +168,8 @@ def test_runs_folder_ignores_junk_and_refuses_bad_runs(tmp_path, monkeypatch):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "run.json").write_text("{not json")
     (tmp_path / "broken" / "model.pt").write_bytes(b"")
-    assert list_runs(tmp_path) == []
-    assert list_runs(tmp_path / "absent") == []
+    assert list_runs(tmp_path, bundled=False) == []
+    assert list_runs(tmp_path / "absent", bundled=False) == []
     with pytest.raises(CheckpointError):
         load_run(tmp_path / "not-a-run")
     monkeypatch.setenv("RESVIZ_RUNS_DIR", str(tmp_path))
@@ -202,7 +220,7 @@ def _cli_train(args: list[str], out: Path, nproc: int = 1, quiet: bool = True):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train err %" in proc.stdout
     assert ("step 6/6:" in proc.stdout) != quiet  # one progress line per interval unless --quiet
-    return {r.name: torch.load(r.path / "model.pt", weights_only=True) for r in list_runs(out)}
+    return {r.name: torch.load(r.path / "model.pt", weights_only=True) for r in list_runs(out, bundled=False)}
 
 
 def test_two_gloo_processes_equal_one(tmp_path):
@@ -263,7 +281,7 @@ def test_one_job_at_a_time_on_the_cpu_and_an_unwatched_job_stops(digits, tmp_pat
         # Nobody calls job.heartbeat() for over a minute: it stops by itself and saves what it trained.
         now[0] = 61.0
         assert job.wait(60) and job.status == "stopped" and job.abandoned
-        assert job.step > 0 and len(job.saved) == 1
+        assert job.step > 0 and job.stopped_early and job.saved == []  # under 10%: not saved unasked
         assert running_job() is None
     finally:
         job.stop()

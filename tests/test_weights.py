@@ -69,7 +69,19 @@ def test_offline_without_cache_falls_back_to_random_and_says_so(tmp_path, no_net
     loaded = W.load_model("resnet50", "imagenet")
     assert len(no_network) == 1
     assert loaded.weights == "random" and not loaded.trained
-    assert "Could not download" in loaded.notice and "random weights" in loaded.notice
+    assert "could not be downloaded" in loaded.notice and "random weights" in loaded.notice
+    # Where the file goes, where to get it, and the other way in: said, not left to guess.
+    weights = W.pretrained_weights("resnet50")
+    assert str(W.cached_weights_path("resnet50")) in loaded.notice and weights.url in loaded.notice
+    assert "My checkpoint" in loaded.notice
+
+
+def test_not_cached_and_not_downloading_says_where_and_how(tmp_path):
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    with pytest.raises(WeightsUnavailableError) as err:
+        W.load_pretrained("resnet18", download=False)
+    assert str(W.cached_weights_path("resnet18")) in str(err.value)
+    assert W.pretrained_weights("resnet18").url in str(err.value)
 
 
 def test_variants_without_pretrained_weights_say_which_have_them():
@@ -326,3 +338,22 @@ def test_every_source_lands_on_the_device(device, run_dir):
     for weights in ("random", W.WeightsSpec.run(run_dir)):
         loaded = W.load_model("plain8", weights, device=device)
         assert all(p.device.type == device for p in loaded.model.parameters())
+
+
+def test_a_torchvision_checkpoint_gets_imagenet_classes_and_preprocessing(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18()  # a torchvision state dict, as users save one
+    path = tmp_path / "resnet18-mine.pth"
+    torch.save(reference.state_dict(), path)
+    loaded = W.load_model("resnet18", str(path))
+    meta = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta
+    assert (
+        loaded.class_names == tuple(meta["categories"]) and loaded.class_name(762) == meta["categories"][762]
+    )
+    assert loaded.preprocessing.resize == 256 and loaded.preprocessing.crop == 224
+    assert "torchvision's metadata" in loaded.source
+    # A 10-class fine-tune keeps numbered classes: only 1000 outputs are ImageNet's.
+    small = torchvision.models.resnet18(num_classes=10)
+    torch.save(small.state_dict(), tmp_path / "ten.pth")
+    assert W.load_model("resnet18", str(tmp_path / "ten.pth")).class_names is None

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_KEPT_UPLOADS = 8  # uploaded files kept per session; the oldest goes first
 UPLOAD_MARK = "⬆ "  # prefix that tells uploads from samples in the list
+RUN_SAMPLES = 12  # held-out images of a run's dataset offered as samples
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,13 @@ def image_picker(
     uploads = _labelled(kept)
     by_digest = {im.digest: lab for lab, im in uploads.items()}
     new_labels = [by_digest[d] for d in new_digests if d in by_digest]
-    options = [*uploads, *sample_images()]
+    held = {im.name: im for im in run_samples()}
+    options = [*uploads, *held, *sample_images()]
+    default = next(iter(held), default)  # a run's own images suit it better than a photo
     picked = _restored_pick(keys, options, new_labels, multiple=multiple, default=default)
     chosen = _pick_widget(keys, label, options, picked, multiple=multiple)
     st.session_state[keys["selection"]] = list(chosen)
-    return _load_chosen(chosen, uploads)
+    return _load_chosen(chosen, {**uploads, **held})
 
 
 def _upload_widget(key: str, multiple: bool) -> list[UploadedFile]:
@@ -172,12 +175,37 @@ def _pick_widget(
     return [st.selectbox(label, options, key=keys["pick"])]
 
 
-def _load_chosen(chosen: list[str], uploads: dict[str, Upload]) -> list[LoadedImage]:
-    """The pixels of each chosen upload or sample, with a caption for any that needed fixing."""
+def _load_chosen(chosen: list[str], uploads: dict[str, Upload | LoadedImage]) -> list[LoadedImage]:
+    """The pixels of each chosen upload or sample, with a caption for any that needed fixing.
+
+    ``uploads`` maps labels to kept uploads and to a run's held-out images (already decoded)."""
     images = []
     for lab in chosen:
-        image = decoded(uploads[lab]) if lab in uploads else load_sample(lab)
+        source = uploads.get(lab)
+        image = decoded(source) if isinstance(source, Upload) else source or load_sample(lab)
         if image.notes:
             st.caption(f"{image.name}: {'; '.join(image.notes)}.")
         images.append(image)
     return images
+
+
+def run_samples() -> list[LoadedImage]:
+    """Held-out images of the dataset the sidebar's run was trained on (none for other weights)."""
+    from ui.models import current_choice
+
+    choice = current_choice()
+    return list(_run_samples(choice.run_path)) if choice.weights == "run" and choice.run_path else []
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _run_samples(run_path: str, n: int = RUN_SAMPLES) -> tuple[LoadedImage, ...]:
+    from resviz.analysis.pairs import run_held_out
+    from resviz.errors import ResvizError
+    from resviz.images import dataset_samples
+    from resviz.runs import read_metadata
+
+    try:
+        data = run_held_out(read_metadata(run_path), n)
+    except ResvizError:
+        return ()
+    return tuple(dataset_samples(data, n)) if data is not None else ()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from resviz.models.weights import LoadedModel, WeightsSpec
 
 DEFAULT_MODEL = "resnet18"
+DEMO_MODEL = "resnet56"  # the bundled run a first visit opens on
 WEIGHT_LABELS = {
     "random": "Random initialization",
     "imagenet": "ImageNet pretrained (torchvision)",
@@ -43,11 +44,16 @@ def _residual_names() -> list[str]:
     return [s.name for s in list_models(plain=False)]
 
 
+CHECKPOINT_MAX_MB = 600  # the largest zoo variant's float32 state dict (Wide ResNet-101-2) is 508 MB
+_UNAVAILABLE: dict[str, str] = {}  # variant -> why its ImageNet weights could not be had (this process)
+
+
 def render_model_picker() -> ModelChoice:
     """Sidebar widgets: variant, plain twin toggle, weights source. Torch is not imported here."""
     names = _residual_names()
-    st.session_state.setdefault(state.MODEL_NAME, DEFAULT_MODEL)
     runs = _saved_runs()
+    _default_to_demo(runs)
+    st.session_state.setdefault(state.MODEL_NAME, DEFAULT_MODEL)
     # A saved run is a whole model (its own variant, classes and input size): while one is picked,
     # the variant and plain-twin widgets do not apply, so they are greyed out rather than ignored.
     using_run = bool(runs) and st.session_state.get(state.MODEL_WEIGHTS) == "run"
@@ -69,38 +75,72 @@ def render_model_picker() -> ModelChoice:
             help="The same layers with every identity and projection shortcut removed.",
         )
         built = twin_name(name) if plain else name
-        options = ["random", "checkpoint"]
-        if get_spec(built).pretrained_available:
-            options.insert(1, "imagenet")
-        if runs:
-            options.append("run")
-        if st.session_state.get(state.MODEL_WEIGHTS) not in options:
-            st.session_state[state.MODEL_WEIGHTS] = "random"
-        weights = st.radio("Weights", options, key=state.MODEL_WEIGHTS, format_func=WEIGHT_LABELS.__getitem__)
-        digest = None
-        if weights == "checkpoint":
-            upload = st.file_uploader("State dict", type=["pt", "pth", "safetensors"], key=state.CHECKPOINT)
-            if upload is not None:
-                st.session_state[state.CHECKPOINT_FILE] = (upload.name, upload.getvalue())
-            kept = st.session_state.get(state.CHECKPOINT_FILE)
-            if kept is not None:
-                digest = hashlib.sha256(kept[1]).hexdigest()[:16]
-                st.caption(f"Using {kept[0]}")
+        weights = _weights_radio(built, bool(runs))
+        digest = _checkpoint_widget() if weights == "checkpoint" else None
         run_path = None
         if weights == "run":
-            labels = {str(r.path): r for r in runs}
-            if st.session_state.get(state.TRAIN_RUN) not in labels:
-                st.session_state[state.TRAIN_RUN] = next(iter(labels))
-            run_path = st.selectbox(
-                "Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].label
-            )
-            built = labels[run_path].name
-            st.caption(f"Using the run's own model: **{built}** (the variant above does not apply).")
+            run_path, built = _run_widget(runs)
     return ModelChoice(built, weights, digest, st.session_state.get(state.DEVICE, "auto"), run_path)
 
 
+def _default_to_demo(runs: list) -> None:
+    """On a first visit, open on the bundled trained ResNet-56 rather than on random weights."""
+    if state.MODEL_WEIGHTS in st.session_state or state.MODEL_NAME in st.session_state:
+        return  # the user (or a link) has chosen
+    demo = next((r for r in runs if r.bundled and r.name == DEMO_MODEL), None)
+    if demo is not None:
+        st.session_state[state.MODEL_WEIGHTS] = "run"
+        st.session_state[state.TRAIN_RUN] = str(demo.path)
+
+
+def _weights_radio(built: str, have_runs: bool) -> str:
+    options = ["random", "checkpoint"]
+    if get_spec(built).pretrained_available:
+        options.insert(1, "imagenet")
+    if have_runs:
+        options.append("run")
+    if st.session_state.get(state.MODEL_WEIGHTS) not in options:
+        st.session_state[state.MODEL_WEIGHTS] = "random"
+
+    def label(option: str) -> str:
+        if option == "imagenet" and built in _UNAVAILABLE:  # honest: say what is really in use
+            return "ImageNet pretrained: not available here, random weights in use"
+        return WEIGHT_LABELS[option]
+
+    return st.radio("Weights", options, key=state.MODEL_WEIGHTS, format_func=label)
+
+
+def _checkpoint_widget() -> str | None:
+    """The checkpoint uploader; returns the kept file's digest (None before any upload)."""
+    upload = st.file_uploader(
+        f"State dict (.pt, .pth or .safetensors, up to {CHECKPOINT_MAX_MB} MB)",
+        type=["pt", "pth", "safetensors"],
+        key=state.CHECKPOINT,
+        max_upload_size=CHECKPOINT_MAX_MB,
+    )
+    if upload is not None:
+        st.session_state[state.CHECKPOINT_FILE] = (upload.name, upload.getvalue())
+    kept = st.session_state.get(state.CHECKPOINT_FILE)
+    if kept is None:
+        return None
+    st.caption(f"Using {kept[0]}")
+    return hashlib.sha256(kept[1]).hexdigest()[:16]
+
+
+def _run_widget(runs: list) -> tuple[str, str]:
+    """The run picker, keyed by folder (unique); returns (folder, the run's variant)."""
+    labels = {str(r.path): r for r in runs}
+    if st.session_state.get(state.TRAIN_RUN) not in labels:
+        st.session_state[state.TRAIN_RUN] = next(iter(labels))
+    run_path = st.selectbox("Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].label)
+    run = labels[run_path]
+    origin = "bundled demo, trained by `make demo-weights`" if run.bundled else "saved by the Training Lab"
+    st.caption(f"Using the run's own model: **{run.name}** ({origin}; the variant above does not apply).")
+    return run_path, run.name
+
+
 def _saved_runs() -> list:
-    """Runs saved by the Training Lab (reads small JSON files only; no torch)."""
+    """Saved runs, then the bundled ones (reads small JSON files only; no torch)."""
     from resviz.runs import list_runs
 
     return list_runs()
@@ -188,8 +228,9 @@ def current_model(choice: ModelChoice | None = None) -> LoadedModel:
 
         try:
             download_weights(choice.name, progress=report)
-        except WeightsUnavailableError:
-            pass  # load_model falls back to random weights and says why in .notice
+            _UNAVAILABLE.pop(choice.name, None)
+        except WeightsUnavailableError as exc:
+            _UNAVAILABLE[choice.name] = str(exc)  # load_model falls back to random weights, says why
         finally:
             bar.empty()
     return _load(choice)
@@ -218,7 +259,15 @@ def show_model_banner(loaded: LoadedModel) -> None:
     if not loaded.trained:
         st.info(
             f"**{loaded.name}** is untrained (random weights): its outputs show structure, not "
-            "knowledge. Pick ImageNet weights or a checkpoint in the sidebar for a trained network."
+            f"knowledge. For a trained network pick {_trained_choices(loaded)} in the sidebar."
         )
     else:
         st.caption(f"{loaded.name} · weights: {loaded.source}")
+
+
+def _trained_choices(loaded: LoadedModel) -> str:
+    """Where trained weights can come from here; ImageNet only while it has not just failed."""
+    choices = ["a saved run (the bundled demo pair works offline)", "a checkpoint"]
+    if get_spec(loaded.name).pretrained_available and loaded.name not in _UNAVAILABLE and not loaded.notice:
+        choices.insert(1, "ImageNet weights")
+    return ", ".join(choices[:-1]) + " or " + choices[-1]

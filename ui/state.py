@@ -114,3 +114,17 @@ TRAIN_POINTING_CHART = "train_pointing_chart"  # plotly chart: Grad-CAM pointing
 TRAIN_START_ERROR = "train_start_error"  # a sentence from the start button's callback, shown once
 TRAIN_CSV = "train_csv"  # download button: per-step and per-evaluation curves of every model
 TRAIN_SIZE = "train_size"  # selectbox: image side (16 or 32) for shapes / folder
+TRAIN_SAVE_ANYWAY = "train_save_anyway"  # button: save a run that was stopped early
+TRAIN_MODEL_DOWNLOAD = "train_model_download_"  # + model name: state dict download after a failed save
+
+# --- Runs page ---
+RUNS_TABLE = "runs_table"  # dataframe with multi-row selection: the runs to overlay and manage
+RUNS_CSV = "runs_csv"  # download button: the table
+RUNS_METRIC = "runs_metric"  # selectbox: key of resviz.plots.training.METRICS
+RUNS_LOG = "runs_log"  # toggle: log y axis
+RUNS_CHART = "runs_chart"  # plotly chart of the overlaid curves
+RUNS_CURVES_CSV = "runs_curves_csv"  # download button: the overlaid curves
+RUNS_TITLE = "runs_title_"  # + run id: text input of the new title
+RUNS_RENAME = "runs_rename_"  # + run id: button
+RUNS_DELETE = "runs_delete_"  # + run id: button
+RUNS_ERROR = "runs_error"  # a sentence from a rename/delete callback, shown once

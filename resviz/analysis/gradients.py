@@ -36,7 +36,7 @@ from resviz.analysis.twins import TwinSettings, build_twins, model_name, twin_na
 from resviz.device import model_device, oom_guard, resolve_device
 from resviz.errors import ConfigError
 from resviz.hooks import capture_gradients, forward_hooks, model_lock, preserve_model_state
-from resviz.models import make_twin
+from resviz.models import make_twin, twin_name
 
 if TYPE_CHECKING:
     from resviz.models.resnet import ResidualBlock, ResNet
@@ -99,6 +99,7 @@ class TwinProfile:
     twins: TwinSettings | None  # None for a given model and its twin (see loaded_twin_profile)
     batch: BatchSettings | None
     source: str = ""  # for people: which models and which batch, when not built from settings
+    when: str = "at initialization"  # for titles: "after 400 training steps", "with ImageNet weights"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,18 +314,39 @@ def loaded_twin_profile(
         m._forward_pre_hooks.clear()
         m._backward_hooks.clear()
     model = model.to(resolve_device(device))
-    twin = make_twin(model)
+    twin, kind = _counterpart(loaded, model)
     residual, plain = (model, twin) if model.config.skip else (twin, model)
     x, y, what = loaded_batch(loaded, batch_size, seed)
-    cfg = model.config
-    names = twin_names(cfg)
-    kind = "its plain twin" if cfg.skip else "its residual twin"
+    names = twin_names(model.config)
     return TwinProfile(
         residual=gradient_profile(residual, x, y, name=names[0], split=split),
         plain=gradient_profile(plain, x, y, name=names[1], split=split),
         twins=None,
         batch=None,
-        source=f"{loaded.name} ({loaded.source}) and {kind}, same weights; {what}",
+        source=f"{loaded.name} ({loaded.source}) and {kind}; {what}",
+        when=_when(loaded),
+    )
+
+
+def _counterpart(loaded: LoadedModel, model: ResNet) -> tuple[ResNet, str]:
+    """The twin trained in the same session as a run, else ``model``'s twin with the same weights."""
+    from resviz.analysis.pairs import twin_run_path
+    from resviz.models.weights import load_model
+
+    path = twin_run_path(loaded)
+    if path is None:
+        kind = "its plain twin" if model.config.skip else "its residual twin"
+        return make_twin(model), f"{kind}, same weights"
+    other = load_model(twin_name(loaded.name), path, device=model_device(model))
+    return other.model, f"{other.name} trained alongside it ({other.source})"
+
+
+def _when(loaded: LoadedModel) -> str:
+    """When in a network's life its gradients were measured, for chart titles."""
+    if loaded.weights == "run":
+        return f"after {loaded.metadata.get('steps_done', '?')} training steps"
+    return {"imagenet": "with ImageNet weights", "checkpoint": "with checkpoint weights"}.get(
+        loaded.weights, "at initialization"
     )
 
 

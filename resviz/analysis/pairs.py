@@ -12,6 +12,8 @@ where the weights come from:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,7 +88,11 @@ def held_out(loaded: LoadedModel, n: int | None = None) -> ImageDataset | None:
     Only the built-in datasets (shapes, digits) are read here: they are made or loaded in a moment
     and never need the network. Models without a run (random, checkpoint, ImageNet) have none.
     """
-    meta = loaded.metadata if loaded.weights == "run" else {}
+    return run_held_out(loaded.metadata, n) if loaded.weights == "run" else None
+
+
+def run_held_out(meta: Mapping[str, object], n: int | None = None) -> ImageDataset | None:
+    """:func:`held_out` from a run's metadata (``run.json``), without loading its model."""
     name = meta.get("dataset")
     if name not in ("shapes", "digits"):
         return None
@@ -101,8 +107,6 @@ def held_out(loaded: LoadedModel, n: int | None = None) -> ImageDataset | None:
         n_test=n if name == "shapes" else None,
     )
     if n is not None and n < len(data.y_test):
-        import dataclasses
-
         masks = data.masks_test[:n] if data.masks_test is not None else None
         data = dataclasses.replace(data, x_test=data.x_test[:n], y_test=data.y_test[:n], masks_test=masks)
     return data

@@ -13,6 +13,7 @@ Shortcut additions are counted separately (``adds``): they are elementwise, not 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +94,60 @@ class ModelSummary:
         ]
 
 
+class _Recorder:
+    """Forward hooks that record one :class:`LayerRow` per leaf call, one per shortcut addition,
+    and each top-level stage's output shape, in call order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.rows: list[LayerRow] = []
+        self.stage_shapes: dict[str, tuple[int, ...]] = {}
+        self.stage_of = _stage_namer(model)
+        self._counted: set[int] = set()  # a module called twice (a shared ReLU) counts its params once
+
+    def hooks(self) -> list[tuple[str, Callable]]:
+        """(name, hook) pairs: a module may take several, run in this order."""
+        blocks = {n for n, m in self.model.named_modules() if _is_block(m)}
+        hooks = []
+        for name, mod in self.model.named_modules():
+            if not name:
+                continue
+            if not any(True for _ in mod.children()) and not isinstance(mod, nn.Identity):
+                hooks.append((name, self._leaf(name)))
+            if name in blocks:
+                hooks.append((name, self._block(name)))
+            if "." not in name:
+                hooks.append((name, self._stage(name)))
+        return hooks
+
+    def _leaf(self, name: str) -> Callable:
+        def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            params = 0 if id(mod) in self._counted else sum(p.numel() for p in mod.parameters(recurse=False))
+            self._counted.add(id(mod))
+            macs = _macs(mod, inputs, output)
+            row = LayerRow(name, _describe(mod), self.stage_of(name), tuple(output.shape[1:]), params, macs)
+            self.rows.append(row)
+
+        return hook
+
+    def _block(self, name: str) -> Callable:
+        def hook(mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            if getattr(mod, "skip", False):
+                shape, stage = tuple(output.shape[1:]), self.stage_of(name)
+                row = LayerRow(
+                    f"{name} (+ shortcut)", "shortcut addition", stage, shape, 0, 0, output[0].numel()
+                )
+                self.rows.append(row)
+
+        return hook
+
+    def _stage(self, name: str) -> Callable:
+        def hook(_mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            self.stage_shapes[name] = tuple(output.shape[1:])
+
+        return hook
+
+
 def summarize(
     model: str | ResNetConfig | nn.Module,
     input_size: int | tuple[int, int] = 224,
@@ -112,65 +167,14 @@ def summarize(
     meta_model, label = _meta_copy(model, label)
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     c = in_channels or _input_channels(meta_model)
-    x = torch.empty(1, c, h, w, device="meta")
-
-    rows: list[LayerRow] = []
-    stage_shapes: dict[str, tuple[int, ...]] = {}
-    stage_of = _stage_namer(meta_model)
-    blocks = {n for n, m in meta_model.named_modules() if _is_block(m)}
-
-    counted: set[int] = set()  # a module called twice (a shared ReLU) has its parameters counted once
-
-    def leaf_hook(name: str):
-        def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            shape = tuple(output.shape[1:])
-            params = 0 if id(mod) in counted else sum(p.numel() for p in mod.parameters(recurse=False))
-            counted.add(id(mod))
-            rows.append(
-                LayerRow(name, _describe(mod), stage_of(name), shape, params, _macs(mod, inputs, output))
-            )
-
-        return hook
-
-    def block_hook(name: str):
-        def hook(mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            if getattr(mod, "skip", False):
-                rows.append(
-                    LayerRow(
-                        f"{name} (+ shortcut)",
-                        "shortcut addition",
-                        stage_of(name),
-                        tuple(output.shape[1:]),
-                        0,
-                        0,
-                        output[0].numel(),
-                    )
-                )
-
-        return hook
-
-    def stage_hook(name: str):
-        def hook(_mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            stage_shapes[name] = tuple(output.shape[1:])
-
-        return hook
-
-    hooks = []  # (name, hook) pairs: a module may take several, run in this order
-    for name, mod in meta_model.named_modules():
-        if not name:
-            continue
-        if not any(True for _ in mod.children()) and not isinstance(mod, nn.Identity):
-            hooks.append((name, leaf_hook(name)))
-        if name in blocks:
-            hooks.append((name, block_hook(name)))
-        if "." not in name:
-            hooks.append((name, stage_hook(name)))
-    with forward_hooks(meta_model, hooks), torch.no_grad():
-        out = meta_model(x)
+    recorder = _Recorder(meta_model)
+    with forward_hooks(meta_model, recorder.hooks()), torch.no_grad():
+        out = meta_model(torch.empty(1, c, h, w, device="meta"))
+    rows = recorder.rows
 
     # Parameters of modules never called in forward (e.g. auxiliary heads) still count in the total.
     total_params = sum(p.numel() for p in meta_model.parameters())
-    stages = _roll_up(rows, stage_shapes, meta_model, tuple(out.shape[1:]))
+    stages = _roll_up(rows, recorder.stage_shapes, meta_model, tuple(out.shape[1:]))
     return ModelSummary(
         label=label,
         input_shape=(c, h, w),

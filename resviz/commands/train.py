@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads per process")
     parser.add_argument("--out", help="runs folder (default: $RESVIZ_RUNS_DIR or ~/.cache/resviz/runs)")
     parser.add_argument("--no-save", action="store_true", help="do not save the trained models")
+    parser.add_argument(
+        "--bundle",
+        metavar="NAME",
+        help="save as a bundled run: float16 safetensors in folders NAME-<model>, one group NAME "
+        "(how resviz/bundled/runs is made: `make demo-weights`)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
 
 
@@ -119,9 +125,11 @@ def _init_distributed(device: str) -> tuple[int, int, str]:
 
 def run(args: argparse.Namespace) -> int:
     from resviz.device import configure_cpu_threads
-    from resviz.runs import save_run
+    from resviz.runs import check_writable
     from resviz.training import Trainer, summary_rows
 
+    if not args.no_save:
+        check_writable(args.out)  # a read-only or wrong --out is said now, not after training
     rank, world, device = _init_distributed(args.device)
     try:
         configure_cpu_threads(args.threads)
@@ -161,12 +169,30 @@ def run(args: argparse.Namespace) -> int:
                     f"{row['seconds']:>8.1f} {hits:>10}"
                 )
             if not args.no_save:
-                for r in results:
-                    path = save_run(r, args.out)
-                    print(f"saved {r.name} -> {path}", file=sys.stderr)
+                _save(results, args)
     finally:
         if world > 1:
             import torch.distributed as dist
 
             dist.destroy_process_group()
     return 0
+
+
+def _save(results: list, args: argparse.Namespace) -> None:
+    """Save every trained model; if the runs folder fails now, save them in a temporary folder instead."""
+    import tempfile
+    import uuid
+
+    from resviz.errors import ResvizError
+    from resviz.runs import save_run
+
+    group = args.bundle or uuid.uuid4().hex[:12]
+    for r in results:
+        folder = f"{args.bundle}-{r.name}" if args.bundle else None
+        try:
+            path = save_run(r, args.out, group=group, folder=folder, fp16=bool(args.bundle))
+        except (ResvizError, OSError) as exc:
+            rescue = tempfile.mkdtemp(prefix="resviz-runs-")
+            path = save_run(r, rescue, group=group, folder=folder, fp16=bool(args.bundle))
+            print(f"could not save {r.name} in {args.out} ({exc}); saved it in {rescue}", file=sys.stderr)
+        print(f"saved {r.name} -> {path}", file=sys.stderr)

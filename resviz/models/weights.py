@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from resviz.errors import CheckpointError, ResvizError, WeightsUnavailableError
+from resviz.errors import CheckpointError, ResvizError, UnknownModelError, WeightsUnavailableError
 from resviz.models.config import ResNetConfig
 from resviz.models.registry import create_model, get_config, get_spec, list_models
 from resviz.preprocessing import Preprocessing, for_config, from_torchvision
@@ -179,8 +179,9 @@ def download_weights(name: str, *, progress: Progress | None = None, timeout: fl
                     raise
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise WeightsUnavailableError(
-            f"Could not download pretrained weights for {name} ({_reason(exc)}); "
-            "check the internet connection or load a checkpoint file."
+            f"ImageNet weights for {name} are not cached and could not be downloaded "
+            f"({_reason(exc)}: offline or blocked). Fetch {url} on a machine with internet and put it "
+            f"at {dest}, or load that file as \"My checkpoint\"."
         ) from exc
     match = _HASH_PREFIX.search(os.path.basename(url))
     if match and not sha.hexdigest().startswith(match.group(1)):
@@ -205,7 +206,11 @@ def load_pretrained(name: str, *, progress: Progress | None = None, download: bo
     path = cached_weights_path(name)
     if not path.is_file():
         if not download:
-            raise WeightsUnavailableError(f"Pretrained weights for {name} are not in the cache ({path}).")
+            url = weights.url  # type: ignore[attr-defined]
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {name} are not cached (expected at {path}). Fetch {url} on a "
+                "machine with internet and put it there, or load that file as \"My checkpoint\"."
+            )
         path = download_weights(name, progress=progress)
     state = _read_state_dict(path.read_bytes(), path.name)
     model = create_model(name)
@@ -257,7 +262,7 @@ def load_checkpoint(
     model = create_model(config, **knobs)
     _load_strict(model, state, filename, label=str(label))
     classes = state.get("_class_names")
-    return LoadedModel(
+    loaded = LoadedModel(
         model=model.eval(),
         name=str(label),
         weights="checkpoint",
@@ -265,6 +270,23 @@ def load_checkpoint(
         preprocessing=for_config(model.config),
         class_names=tuple(classes) if isinstance(classes, list | tuple) else None,
     )
+    return _as_imagenet(loaded) if loaded.class_names is None else loaded
+
+
+def _as_imagenet(loaded: LoadedModel) -> LoadedModel:
+    """A 1000-class checkpoint of a torchvision variant is taken for ImageNet weights: it gets their
+    class names and preprocessing from torchvision's metadata (shipped with torchvision, no download)."""
+    cfg = loaded.config
+    if cfg.num_classes != 1000 or cfg.in_channels != 3 or not isinstance(loaded.name, str):
+        return loaded
+    try:
+        weights = pretrained_weights(loaded.name)
+    except (WeightsUnavailableError, UnknownModelError):
+        return loaded
+    loaded.class_names = tuple(weights.meta["categories"])  # type: ignore[attr-defined]
+    loaded.preprocessing = from_torchvision(weights)
+    loaded.source += " (ImageNet class names and preprocessing from torchvision's metadata)"
+    return loaded
 
 
 def _read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:

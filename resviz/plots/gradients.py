@@ -73,7 +73,7 @@ def twin_figure(pair: TwinProfile, metric: Metric = "grad_norm") -> go.Figure:
             )
     return _layout(
         fig,
-        f"{METRIC_LABELS[metric].split(' (')[0]} per layer at initialization "
+        f"{METRIC_LABELS[metric].split(' (')[0]} per layer {pair.when} "
         f"(loss: {pair.residual.model} {pair.residual.loss:.3g}, {pair.plain.model} {pair.plain.loss:.3g})",
         "depth (layer, from input to classifier)",
         METRIC_LABELS[metric],

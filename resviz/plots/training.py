@@ -46,6 +46,7 @@ def training_curves_figure(
     *,
     total_steps: int | None = None,
     title: str | None = None,
+    by_name: bool = False,
 ) -> go.Figure:
     """One line per model: solid residual, dashed plain, coloured by depth.
 
@@ -53,6 +54,7 @@ def training_curves_figure(
         curves: per-model curves (live snapshots work: the arrays may be short or empty).
         metric: a key of :data:`METRICS`.
         total_steps: fixes the x range, so live curves grow into a steady frame.
+        by_name: label lines by the curves' names (saved runs overlaid), not by depth alone.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, not {metric!r}")
@@ -66,7 +68,7 @@ def training_curves_figure(
             raw = np.asarray(getattr(c, metric))
             y = smooth(raw, max(1, len(raw) // 25)) * (100 if metric == "batch_error" else 1)
             x = c.steps
-        label = f"{'plain' if c.plain else 'ResNet'}-{c.depth}"
+        label = c.name if by_name else f"{'plain' if c.plain else 'ResNet'}-{c.depth}"
         fig.add_trace(
             go.Scatter(
                 x=np.asarray(x).tolist(),

@@ -25,6 +25,7 @@ Clock = Callable[[], float]
 # One job at a time per process on the CPU: two would halve each other's speed, and a job started
 # by a session that reloaded would otherwise train on, unseen, beside the new one.
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a heartbeat after which a job stops (and saves)
+STOPPED_EARLY = 0.1  # a job stopped before this share of its steps is not saved unless asked
 
 
 class TrainingJob:
@@ -70,6 +71,7 @@ class TrainingJob:
         self.error: str | None = None
         self.results: list[TrainedModel] = []
         self.saved: list[Path] = []
+        self.save_error: str | None = None
         self.started_at = 0.0
         self.elapsed = 0.0
         self.heartbeat_timeout = heartbeat_timeout
@@ -115,6 +117,29 @@ class TrainingJob:
     def progress(self) -> float:
         return min(1.0, self.step / self.config.steps)
 
+    @property
+    def stopped_early(self) -> bool:
+        """Stopped before :data:`STOPPED_EARLY` of its steps: not worth saving unless asked."""
+        return self.step < STOPPED_EARLY * self.config.steps
+
+    def save(self) -> list[Path]:
+        """Save the trained models not saved yet (the page's "save anyway" calls this too).
+
+        A failure does not lose the models: they stay in :attr:`results` (the page offers them for
+        download) and :attr:`save_error` says why, in a sentence.
+        """
+        if self._save is None:
+            return []
+        done = {p.name for p in self.saved}
+        try:
+            for r in self.results[len(self.saved) :]:
+                self.saved.append(self._save(r))
+            self.save_error = None
+        except (ResvizError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.save_error = f"The trained models could not be saved ({reason}); download them below."
+        return [p for p in self.saved if p.name not in done]
+
     def snapshot(self) -> dict[str, TrainingCurves]:
         with self._lock:
             return dict(self._curves)
@@ -146,10 +171,10 @@ class TrainingJob:
 
                 for r in results:
                     r.pointing_game = pointing_game(r.model, trainer.data)
-            if self._save is not None:
-                self.status = "saving"
-                self.saved = [self._save(r) for r in results]
             self.results = results
+            if self._save is not None and not self.stopped_early:
+                self.status = "saving"
+                self.save()
             self.status = (
                 "stopped" if self._stop.is_set() and trainer.step_index < self.config.steps else "done"
             )

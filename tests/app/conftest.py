@@ -11,6 +11,16 @@ from tests.app.browser import CHROMIUM_ARGS, ROOT, AppServer, find_chromium, wai
 APP = str(ROOT / "app.py")
 
 
+@pytest.fixture(autouse=True)
+def _no_demo_default(request, monkeypatch):
+    """AppTests start on random weights, as they were written; a test marked ``demo_default`` sees
+    the first-visit default of a real user (the bundled trained ResNet-56)."""
+    if "demo_default" not in request.keywords:
+        import ui.models
+
+        monkeypatch.setattr(ui.models, "DEMO_MODEL", None)
+
+
 @pytest.fixture
 def app_test():
     """A fresh AppTest of the whole app, already run once (Home page). Use ``switch_page``."""

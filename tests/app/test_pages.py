@@ -66,10 +66,15 @@ def test_cutting_single_shortcuts_changes_the_count(open_page):
 
 
 def test_impossible_knobs_give_a_message_not_a_traceback(open_page):
-    # Option A cannot drop channels; ask for it on a bottleneck ImageNet net's stem -> layer1 change.
+    # Every knob the Architecture page offers builds (option A pads channels, even on bottlenecks):
     at = open_page("pages/architecture.py", model_name="resnet_tiny_bottleneck")
     at.selectbox(key="arch_option_resnet_tiny_bottleneck").set_value("A").run()
+    assert not at.exception and not at.error
+    # ...while a stage layout that cannot exist is refused in one sentence.
+    at = open_page("pages/gradient_flow.py", model_name="resnet_tiny", grad_stages="9,0,9")
     assert not at.exception
+    (error,) = at.error
+    assert error.value.startswith("Give three positive stage sizes") and "18,18,18" in error.value
 
 
 @pytest.mark.parametrize("page", PAGES)

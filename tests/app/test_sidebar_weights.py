@@ -86,3 +86,34 @@ def test_a_checkpoint_uploaded_in_the_sidebar_reaches_load_model(calls, open_pag
     assert [(n, s.kind, s.filename, s.data == data) for n, s in calls] == [
         ("resnet8", "checkpoint", "tiny.pt", True)
     ]
+
+
+@pytest.mark.demo_default
+def test_a_first_visit_opens_on_the_bundled_trained_resnet56(open_page):
+    from ui import state
+
+    at = open_page("pages/architecture.py")
+    assert not at.exception
+    assert at.session_state[state.MODEL_WEIGHTS] == "run"
+    assert "demo-shapes-resnet56" in at.session_state[state.TRAIN_RUN]
+    # Architecture draws the run's own configuration (widths 8/16/32), not the registry's resnet56.
+    assert any("as trained in run demo-shapes-resnet56" in m.value for m in at.markdown)
+
+
+@pytest.mark.demo_default
+def test_a_runs_held_out_images_are_the_samples_with_their_true_class(open_page):
+    at = open_page("pages/attribution.py")
+    assert not at.exception
+    (picker,) = [w for w in at.multiselect if w.label == "Images"]
+    assert picker.value[0].startswith("held-out 0: ")
+    assert any(o.startswith("held-out 11: ") for o in picker.options)
+    assert "chelsea (cat)" in picker.options  # the photos stay one click away
+
+
+def test_a_chosen_model_is_not_overridden_by_the_demo(open_page, monkeypatch):
+    import ui.models
+    from ui import state
+
+    monkeypatch.setattr(ui.models, "DEMO_MODEL", "resnet56")
+    at = open_page("pages/architecture.py", **{state.MODEL_NAME: "resnet_tiny"})
+    assert not at.exception and at.session_state[state.MODEL_WEIGHTS] == "random"

@@ -76,7 +76,7 @@ def test_short_run_draws_curves_beside_the_papers_numbers_and_saves(lab, runs_di
     assert any("Saved 2" in s.value for s in at.success)
     from resviz.runs import list_runs
 
-    assert sorted(r.name for r in list_runs(runs_dir)) == ["plain8", "resnet8"]
+    assert sorted(r.name for r in list_runs(runs_dir, bundled=False)) == ["plain8", "resnet8"]
 
 
 def test_stop_keeps_what_was_trained(lab):
@@ -92,7 +92,10 @@ def test_stop_keeps_what_was_trained(lab):
     at = _wait(at)
     assert job.status == "stopped" and 2 <= job.step < 100_000
     assert any("Stopped after" in i.value for i in at.info)
-    assert len(job.saved) == 2
+    # Stopped before 10% of its steps: not saved until asked, and then saved once.
+    assert job.saved == [] and any("Stopped early" in i.value for i in at.info)
+    at.button(key="train_save_anyway").click().run()
+    assert len(job.saved) == 2 and any("Saved 2" in s.value for s in at.success)
 
 
 def test_a_missing_dataset_is_one_sentence(lab, tmp_path, monkeypatch):

@@ -1,0 +1,120 @@
+"""Runs: every saved and bundled training run in one table; overlay their curves, rename, delete.
+
+Widgets -> :mod:`resviz.runs` (small JSON files, no torch) -> :mod:`resviz.plots.training`.
+Bundled runs ship with resviz and are read-only; a run stopped before 10% of its steps is marked.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+from ui.shell import ensure_entry_point
+
+ensure_entry_point()
+
+
+def main() -> None:
+    from resviz.runs import clean_partial_runs, default_runs_dir, scan_runs
+
+    st.title("Runs")
+    st.caption(
+        "Every model the Training Lab (or `python -m resviz train`) saved, and the demo runs that ship "
+        f"with resviz. Saved runs live in `{default_runs_dir()}` (`RESVIZ_RUNS_DIR`). Tick rows to "
+        "overlay their curves; pick a run in the sidebar (*Weights: Saved training run*) to open it "
+        "on every page."
+    )
+    clean_partial_runs()  # half-written folders a killed server left behind
+    runs, unreadable = scan_runs()
+    for path in unreadable:
+        st.warning(f"`{path}` is in the runs folder but is not a readable run (skipped).")
+    picked = _table(runs)
+    _curves(picked or [r for r in runs if r.bundled])
+    _manage([r for r in picked if not r.bundled])
+
+
+def _table(runs: list) -> list:
+    """The runs as a table with row selection; returns the runs ticked."""
+    from resviz.export import to_csv
+    from resviz.runs import run_rows
+
+    rows = run_rows(runs)
+    event = st.dataframe(
+        rows,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="multi-row",
+        key=state.RUNS_TABLE,
+        column_config={"id": st.column_config.TextColumn("id", width="small")},
+    )
+    st.download_button(
+        "Runs table (CSV)", to_csv(rows), "runs.csv", "text/csv", key=state.RUNS_CSV, on_click="ignore"
+    )
+    return [runs[i] for i in event.selection.rows if i < len(runs)]
+
+
+def _curves(runs: list) -> None:
+    from resviz.export import to_csv
+    from resviz.plots.training import METRICS, training_curves_figure
+    from resviz.runs import run_curves
+    from resviz.training import curve_rows
+
+    st.subheader("Curves")
+    if not runs:
+        st.info("No runs yet: train some in the Training Lab.")
+        return
+    c1, c2 = st.columns([3, 1])
+    metric = c1.selectbox("Curve", list(METRICS), key=state.RUNS_METRIC, format_func=METRICS.get)
+    log_y = c2.toggle(
+        "Log scale", key=state.RUNS_LOG, help="Losses and small errors read better on a log axis."
+    )
+    curves = [run_curves(r) for r in runs]
+    title = f"{METRICS[metric]}: " + (
+        "the bundled demo runs (tick rows above to choose)"
+        if all(r.bundled for r in runs)
+        else f"{len(runs)} run(s)"
+    )
+    fig = training_curves_figure(curves, metric, title=title, by_name=True)
+    if log_y:
+        fig.update_yaxes(type="log", dtick=1, minor={"showgrid": False})
+    st.plotly_chart(fig, key=state.RUNS_CHART)
+    st.download_button(
+        "These curves (CSV)",
+        to_csv(curve_rows(curves)),
+        "run_curves.csv",
+        "text/csv",
+        key=state.RUNS_CURVES_CSV,
+        on_click="ignore",
+    )
+
+
+def _manage(runs: list) -> None:
+    """Rename or delete the ticked saved runs (bundled ones cannot be changed)."""
+    if not runs:
+        return
+    st.subheader("Manage the ticked runs")
+    for run in runs:
+        c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+        c1.text_input(f"Title of {run.id}", value=run.title or run.name, key=f"{state.RUNS_TITLE}{run.id}")
+        # Callbacks act before the script runs: the table below is drawn from the changed folder.
+        c2.button("Rename", key=f"{state.RUNS_RENAME}{run.id}", on_click=_change, args=(run, "rename"))
+        c3.button("Delete", key=f"{state.RUNS_DELETE}{run.id}", on_click=_change, args=(run, "delete"))
+    if error := st.session_state.pop(state.RUNS_ERROR, None):
+        st.error(error)
+
+
+def _change(run, action: str) -> None:
+    from resviz.errors import ResvizError
+    from resviz.runs import delete_run, rename_run
+
+    try:
+        if action == "rename":
+            rename_run(run, st.session_state[f"{state.RUNS_TITLE}{run.id}"])
+        else:
+            delete_run(run)
+            st.session_state.pop(state.RUNS_TABLE, None)  # the ticked rows no longer match the table
+    except (ResvizError, OSError) as exc:
+        st.session_state[state.RUNS_ERROR] = f"Could not {action} {run.id}: {exc}"
+
+
+main()
