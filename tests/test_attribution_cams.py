@@ -1,5 +1,5 @@
 """The CAM family against pytorch-grad-cam's implementation of each method (test-only dependency
-``grad-cam``): random and trained weights, several layers, batches of 1 and 4."""
+``grad-cam``): random weights and the bundled trained demo, several layers, batches of 1 and 4."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from resviz.analysis.cams_forward import AttributionStopped, forward_cam
+from resviz.analysis.cams_forward import AttributionStopped, forward_cam, probe_layer
 from resviz.analysis.grad_cam import gradient_cams
 from resviz.hooks import hook_count, resolve_layers
 from resviz.models import create_model
@@ -32,23 +32,17 @@ REFERENCE = {
 LAYERS = ["layer2", "layer3", "layer3.0.conv2", "layer3.0.shortcut_out"]
 
 
-def _trained() -> torch.nn.Module:
-    """resnet8 after a few SGD steps on a fixed random batch: weights and BN statistics moved."""
-    model = create_model("resnet8", seed=1)
-    gen = torch.Generator().manual_seed(2)
-    x, y = torch.randn(32, 3, 32, 32, generator=gen), torch.randint(0, 10, (32,), generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    model.train()
-    for _ in range(8):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval()
+def _demo() -> torch.nn.Module:
+    """The bundled demo ResNet-20, trained on the shapes dataset."""
+    from resviz.models.weights import load_model
+    from resviz.runs import BUNDLED_DIR
+
+    return load_model("resnet20", str(BUNDLED_DIR / "demo-shapes-resnet20")).model.eval()
 
 
 @pytest.fixture(scope="module", params=["random", "trained"])
 def model(request):
-    return create_model("resnet8", seed=0).eval() if request.param == "random" else _trained()
+    return create_model("resnet8", seed=0).eval() if request.param == "random" else _demo()
 
 
 def _inputs(n: int) -> torch.Tensor:
@@ -114,7 +108,8 @@ def test_forward_cam_progress_and_stop(model):
         seen.append((done, total))
         return len(seen) < 2
 
+    channels = probe_layer(model, "layer3", 32)[0]
     with pytest.raises(AttributionStopped, match="Stopped after"):
         forward_cam(model, _inputs(1), "layer3", "ablationcam", batch_size=16, progress=progress)
-    assert seen == [(16, 64), (32, 64)]
+    assert seen == [(16, channels), (32, channels)]
     assert hook_count(model) == 0
