@@ -453,7 +453,7 @@ def test_figures():
         ["layer3", "layer4"],
         ["Grad-CAM", "Saliency"],
     )
-    assert len(grid.data) == 2
+    assert [t.type for t in grid.data] == ["image", "image", "scatter"]  # + the colour scale
     assert png_bytes(img).startswith(b"\x89PNG")
 
 

@@ -221,11 +221,14 @@ def comparison_grid(
             fig.add_trace(
                 go.Image(source=_data_uri(rgb), hoverinfo="skip", name=f"{row} · {col}"), row=r, col=c
             )
+    if rows and columns:
+        fig.add_trace(color_scale_trace(colormap), row=1, col=1)  # one scale: every cell is per image
     _hide_axes(fig)
     fig.update_yaxes(scaleanchor=None)
     fig.update_layout(
         height=max(1, len(rows)) * cell_px + 40,
         margin=dict(l=0, r=30, t=40, b=0),
+        showlegend=False,
         meta={"kind": "attribution_grid"},
     )
     return fig

@@ -199,11 +199,12 @@ def test_comparison_grid_layers_methods_and_twin(app_test, monkeypatch):
     at.toggle(key=state.ATTR_GRID).set_value(True).run()
     assert not at.exception and not at.error
     grid = _figures(at, "attribution_grid")
-    assert len(grid) == 1 and len(grid[0]["data"]) == 8  # 4 stages x (Grad-CAM, Guided Grad-CAM)
+    images = [t for t in grid[0]["data"] if t["type"] == "image"]
+    assert len(grid) == 1 and len(images) == 8  # 4 stages x (Grad-CAM, Guided Grad-CAM)
     at.radio(key=state.ATTR_GRID_MODE).set_value("twin").run()
     assert not at.exception and not at.error
     grid = _figures(at, "attribution_grid")[0]
-    assert len(grid["data"]) == 8
+    assert len([t for t in grid["data"] if t["type"] == "image"]) == 8
     titles = {a["text"] for a in grid["layout"]["annotations"]}
     assert {"with shortcuts", "without shortcuts", "layer1", "layer4"} <= titles
 
