@@ -502,7 +502,7 @@ def test_cam_command_writes_overlay_and_raw_map(tmp_path, capsys):
         (["{missing}"], "No image file"),
         (["{good}", "--target", "10"], "does not exist"),
         (["{good}", "--layer", "layer9"], "no layer named"),
-        (["{good}", "--method", "lime"], "Unknown method"),
+        (["{good}", "--method", "lime"], "Unknown method 'lime'; choose one of gradcam, gradcampp"),
         (["{good}", "--colormap", "Nope"], "Unknown colormap"),
     ],
 )

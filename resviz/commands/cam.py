@@ -17,11 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", default="random", help="random, imagenet (downloaded once) or a checkpoint path"
     )
-    from resviz.analysis.methods import METHODS, method_help  # the table is torch-free
+    from resviz.analysis.methods import method_help  # the table is torch-free
 
     parser.add_argument("--layer", help="dotted layer name for the CAM methods (default: the last stage)")
+    # Checked in run(), not by argparse choices: a wrong name gets one sentence, not the usage text.
     parser.add_argument(
-        "--method", default="gradcam", choices=list(METHODS), help=f"default gradcam. {method_help()}"
+        "--method", default="gradcam", metavar="METHOD", help=f"default gradcam. {method_help()}"
     )
     parser.add_argument(
         "--option",
