@@ -428,12 +428,14 @@ def main() -> None:
             _comparison(
                 loaded, model_key, images, views, result, choices, opacity, colormap, spec.name, options
             )
+
+        # ---------------------------------------------- Faithfulness (issue 9, section 4): its own section
+        from ui.sections import faithfulness
+
+        faithfulness.render(loaded, images, model_key=model_key)
     except ResvizError as exc:
         st.error(str(exc))
         return
-
-    # ------------------------------------------------------------------ Faithfulness (issue 9, section 4)
-    # Kept apart from the sections above: the faithfulness section renders here, after them.
 
 
 main()

@@ -63,6 +63,49 @@ GRAD_TRAIN_PENDING = "grad_train_pending"  # set by the Train button's callback,
 GRAD_TRAINERS = "grad_trainers"  # {(TwinSettings, BatchSettings, lr): TwinTrainer}, the last few
 GRAD_DOWNLOAD = "grad_download"  # + "_<chart>": CSV download buttons
 
+# --- Why it works: story, shattered gradients, receptive field ---
+WHY_STORY_PREFIX = "why_story_"
+WHY_STORY_SWEEP = "why_story_sweep"  # bool: the user asked for the full depth sweep (20-110, BN on/off)
+WHY_STORY_RUN = "why_story_run"  # button: run that sweep
+WHY_STORY_STOP = "why_story_stop"  # button: stop it
+WHY_STORY_PENDING = "why_story_pending"  # set by the Run/Stop callbacks, consumed by the run
+WHY_STORY_POINTS = "why_story_points"  # {(depth, batchnorm): TwinProfile} finished this session
+WHY_STORY_OPEN_BN = "why_story_open_bn"  # button: Gradient Flow, 56 layers, BatchNorm on
+WHY_STORY_OPEN_NOBN = "why_story_open_nobn"  # button: Gradient Flow, 56 layers, BatchNorm off
+WHY_STORY_SWITCH = "why_story_switch"  # set by those buttons' callbacks: switch pages on this run
+WHY_STORY_CHART = "why_story_chart"  # + "_chart" / "_csv" / "_html": the sweep figure and downloads
+SHAT_PREFIX = "shat_"
+SHAT_DEPTHS = "shat_depths"  # multiselect: hidden layers of the 1D toy nets
+SHAT_WIDTH = "shat_width"  # selectbox: units per toy layer
+SHAT_BN = "shat_bn"  # toggle: BatchNorm in the toy nets
+SHAT_REPEATS = "shat_repeats"  # number input: networks per depth
+SHAT_SEED = "shat_seed"  # number input
+SHAT_RUN = "shat_run"  # button: run the toy sweep
+SHAT_STOP = "shat_stop"  # button: stop it
+SHAT_PENDING = "shat_pending"  # set by the Run/Stop callbacks
+SHAT_POINTS = "shat_points"  # {(ToySettings, depth): (plain lines, residual lines)} finished this session
+SHAT_SHOW = "shat_show"  # selectbox: the depth whose traces and autocorrelation are shown
+SHAT_LINE_POINTS = "shat_line_points"  # selectbox: inputs along the line for the sidebar model
+SHAT_LINE_RUN = "shat_line_run"  # button: the sidebar model and its counterpart on a line
+SHAT_LINE_STOP = "shat_line_stop"
+SHAT_LINE_PENDING = "shat_line_pending"
+SHAT_LINES = "shat_lines"  # {(ModelChoice, points): LinePair} finished this session
+SHAT_CHART = "shat_chart"  # + "_<figure>": charts and their download buttons
+ERF_PREFIX = "erf_"
+ERF_LAYER = "erf_layer"  # selectbox: the layer whose centre unit is measured
+ERF_N = "erf_n"  # selectbox: inputs averaged
+ERF_MASS = "erf_mass"  # slider: share of the gradient the ERF square holds (no recomputation)
+ERF_RUN = "erf_run"  # button: the sidebar model and its counterpart
+ERF_STOP = "erf_stop"
+ERF_PENDING = "erf_pending"
+ERF_PAIRS = "erf_pairs"  # {(ModelChoice, layer, n): ErfPair} finished this session
+ERF_SWEEP_DEPTHS = "erf_sweep_depths"  # multiselect: CIFAR depths of the sweep at initialization
+ERF_SWEEP_RUN = "erf_sweep_run"  # button
+ERF_SWEEP_STOP = "erf_sweep_stop"
+ERF_SWEEP_PENDING = "erf_sweep_pending"
+ERF_SWEEP_POINTS = "erf_sweep_points"  # {(depth, size, n): (plain map, residual map)} finished this session
+ERF_CHART = "erf_chart"  # + "_<figure>": charts and their download buttons
+
 # --- Attribution page ---
 ATTR_PREFIX = "attr_"  # also the image picker's prefix on this page
 ATTR_METHOD = "attr_method"  # a method name of resviz.analysis.methods.METHOD_TABLE
@@ -89,6 +132,22 @@ ATTR_RUN = "attr_run"  # button: run a forward-pass CAM (its cost is said first)
 ATTR_RUN_PENDING = "attr_run_pending"  # set by the Run button's callback: the key of the run asked for
 ATTR_STOP = "attr_stop"  # button: stop a running forward-pass CAM (its click's rerun interrupts it)
 ATTR_SLOW_RESULTS = "attr_slow_results"  # {cache key: AttributionResult} of forward-pass CAMs, last few
+
+# --- Attribution page: faithfulness ---
+FAITH_PREFIX = "faith_"
+FAITH_SOURCE = "faith_source"  # radio: "held-out" (the run's dataset) | "images" (the picked images)
+FAITH_N = "faith_n"  # select slider: held-out images
+FAITH_METHODS = "faith_methods"  # multiselect: attribution methods and "random"
+FAITH_STEPS = "faith_steps"  # select slider: deletion/insertion steps
+FAITH_ROAD = "faith_road"  # radio: "4" | "9" ROAD thresholds
+FAITH_RUN = "faith_run"  # button: evaluate
+FAITH_STOP = "faith_stop"  # button: stop the evaluation (interrupts at the next progress update)
+FAITH_ASKED = "faith_asked"  # set of requests the user pressed Evaluate for (not yet done or stopped)
+FAITH_REPORTS = "faith_reports"  # {request: FaithfulnessReport}, the last few
+FAITH_PROBE = "faith_probe"  # {request: (estimated seconds, images)}, timed once per request
+FAITH_METRICS_CHART = "faith_metrics_chart"  # plotly chart: methods x metrics
+FAITH_CURVES_CHART = "faith_curves_chart"  # plotly chart: deletion/insertion/ROAD curves
+FAITH_DOWNLOAD = "faith_download"  # + "_<what>": CSV, npz and HTML downloads
 
 # --- Training Lab page ---
 TRAIN_PREFIX = "train_"
@@ -128,3 +187,16 @@ RUNS_TITLE = "runs_title_"  # + run id: text input of the new title
 RUNS_RENAME = "runs_rename_"  # + run id: button
 RUNS_DELETE = "runs_delete_"  # + run id: button
 RUNS_ERROR = "runs_error"  # a sentence from a rename/delete callback, shown once
+
+# --- Why it works: loss landscape ---
+LAND_PREFIX = "land_"
+LAND_GRID = "land_grid"  # slider: grid points a side (odd, so that the trained weights are on it)
+LAND_RANGE = "land_range"  # select slider: α, β run over [-range, range]
+LAND_N = "land_n"  # number input: held-out images the loss is measured on
+LAND_INTERP = "land_interp"  # checkbox: also the line from each run's initial to its trained weights
+LAND_RUN = "land_run"  # button
+LAND_STOP = "land_stop"  # button: interrupts the run at its next progress update
+LAND_PENDING = "land_pending"  # set by the Run/Stop buttons' callbacks, consumed by the next run
+LAND_RESULTS = "land_results"  # {(model choice, seeds, grid, range, n, interp): TwinLandscape}, the last few
+LAND_STOPPED = "land_stopped"  # the request a click on Stop interrupted (to say so once)
+LAND_DOWNLOAD = "land_download"  # + "_<what>": download buttons

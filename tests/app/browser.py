@@ -138,3 +138,9 @@ def wait_count(page, selector: str, at_least: int, timeout: float = 120.0) -> in
         timeout=timeout * 1000,
     )
     return page.locator(selector).count()
+
+
+def use_random_weights(page) -> None:
+    """Leave the first-visit default (the bundled demo run) for random weights of the sidebar's variant."""
+    page.locator('[data-testid="stSidebar"]').get_by_text("Random initialization").click()
+    wait_idle(page, timeout=180)

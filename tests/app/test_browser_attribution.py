@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app.browser import exceptions_on, wait_count, wait_idle
+from tests.app.browser import exceptions_on, use_random_weights, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -20,6 +20,7 @@ def test_upload_shows_an_overlay(app_url, browser_page, tmp_path) -> None:
     page = browser_page
     page.goto(f"{app_url}/attribution")
     wait_idle(page, timeout=180)
+    use_random_weights(page)
     page.get_by_text("This network is untrained").first.wait_for(timeout=60_000)
     # The deep link runs inside app.py's shell: the sidebar holds the shared model picker.
     assert page.locator('[data-testid="stSidebar"]').get_by_text("Plain twin (no shortcuts)").count() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.browser import exceptions_on, wait_count, wait_idle
+from tests.app.browser import exceptions_on, use_random_weights, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -14,6 +14,7 @@ def test_feature_maps_page_draws_the_grid(app_url, browser_page) -> None:
     page = browser_page
     page.goto(f"{app_url}/feature_maps")
     wait_idle(page, timeout=180)
+    use_random_weights(page)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     # Default: ResNet-18, first block, all 64 channels in one mosaic.
     assert page.get_by_text("layer1.0: 64 of 64 channels").first.is_visible()
@@ -38,6 +39,7 @@ def test_clicking_a_tile_shows_that_channel_large(app_url, browser_page) -> None
     page = browser_page
     page.goto(f"{app_url}/feature_maps")
     wait_idle(page, timeout=180)
+    use_random_weights(page)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     assert page.get_by_text("layer1.0: 64 of 64 channels").first.is_visible()
     wait_count(page, ".js-plotly-plot", 2)

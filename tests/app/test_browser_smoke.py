@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.app.browser import exceptions_on, wait_count, wait_idle
+from tests.app.browser import exceptions_on, use_random_weights, wait_count, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -20,6 +20,9 @@ def test_home_and_architecture_in_a_real_browser(browser_page, app_url):
 
     page.get_by_role("link", name="Architecture").first.click()
     wait_idle(page)
+    # A first visit opens on the bundled trained ResNet-56; its own configuration is drawn.
+    expect(page.locator('[data-testid="stMain"]')).to_contain_text("as trained in run demo-shapes-resnet56")
+    use_random_weights(page)  # then the sidebar's variant (ResNet-18) and its plain twin
     assert wait_count(page, ".js-plotly-plot", 3) >= 3
     assert page.get_by_text("Multiply-accumulates").first.is_visible()
     assert exceptions_on(page) == []

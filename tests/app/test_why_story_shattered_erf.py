@@ -1,0 +1,117 @@
+"""AppTest of the "Why it works" page's story, shattered-gradients and receptive-field sections."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resviz.analysis.batches import BatchSettings
+from resviz.analysis.gradients import twin_profile
+from resviz.analysis.shattered import ToySettings, toy_sweep
+from resviz.analysis.twins import TwinSettings
+from ui import state
+from ui.sections import story
+
+PAGE = "pages/why_it_works.py"
+FAST = {state.MODEL_NAME: "resnet8"}
+
+
+@pytest.fixture(autouse=True)
+def _small_story(monkeypatch):
+    """The story measures 56 layers by default; 8 layers show the same thing in a fraction of the time."""
+    monkeypatch.setenv("RESVIZ_THREADS", "1")
+    monkeypatch.setattr(story, "DEPTH", 8)
+    monkeypatch.setattr(story, "SWEEP_DEPTHS", (8, 14))
+    settings = {**story.GRAD_SETTINGS, state.GRAD_DEPTH_CIFAR: 20, state.GRAD_BATCH: 4, state.GRAD_SIZE: 16}
+    monkeypatch.setattr(story, "GRAD_SETTINGS", settings)
+
+
+def _charts(at) -> list[dict]:
+    return [json.loads(node.proto.spec) for node in at.get("plotly_chart")]
+
+
+def _downloads(at) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_story_shows_the_live_measurement_and_opens_gradient_flow(open_page) -> None:
+    at = open_page(PAGE, **FAST)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Why it works"
+    metrics = {m.label: m.value for m in at.metric}
+    on = twin_profile(TwinSettings(depth=8), BatchSettings(), device="cpu", split=False)
+    off = twin_profile(TwinSettings(depth=8, batchnorm=False), BatchSettings(), device="cpu", split=False)
+    assert metrics["plain8, BatchNorm: first / last block gradient"] == f"{on.plain.first_last_ratio:.3g}"
+    assert metrics["plain8, no BatchNorm"] == f"{off.plain.first_last_ratio:.3g}"
+    assert any("unlikely to be caused by vanishing gradients" in md.value for md in at.markdown)
+    at.button(key=state.WHY_STORY_OPEN_NOBN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Gradient Flow"
+    assert at.session_state[state.GRAD_BN] is False and at.session_state[state.GRAD_DEPTH_CIFAR] == 20
+    assert any("grow toward the input rather than vanish" in c.value for c in at.caption)
+
+
+def test_story_sweep_runs_on_request(open_page) -> None:
+    at = open_page(PAGE, **FAST)
+    assert not any(c["layout"]["title"]["text"].startswith("BatchNorm on") for c in _charts(at))
+    at.button(key=state.WHY_STORY_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert any(t.startswith("BatchNorm on") for t in titles) and any(
+        t.startswith("BatchNorm off") for t in titles
+    )
+
+
+def test_shattered_toy_sweep_shows_what_the_library_computes(open_page) -> None:
+    at = open_page(PAGE, **FAST, **{state.SHAT_DEPTHS: [1, 10], state.SHAT_WIDTH: 50, state.SHAT_REPEATS: 1})
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key=state.SHAT_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    lag = next(c for c in _charts(at) if "Lag-1" in c["layout"]["title"]["text"])
+    expected = toy_sweep([1, 10], ToySettings(width=50, repeats=1))
+    by_name = {t["name"]: t["y"] for t in lag["data"]}
+    assert by_name["plain"] == pytest.approx(expected.plain_lag1.tolist())
+    assert by_name["residual"] == pytest.approx(expected.residual_lag1.tolist())
+    labels = _downloads(at)
+    assert "Data (CSV)" in labels and "Figure (HTML)" in labels and "Data (npz)" in labels
+
+
+def test_shattered_line_and_erf_of_the_sidebar_model(open_page) -> None:
+    at = open_page(PAGE, **FAST, **{state.SHAT_LINE_POINTS: 64, state.ERF_N: 8, state.ERF_LAYER: "layer1"})
+    at.button(key=state.SHAT_LINE_RUN).click().run()
+    at.button(key=state.ERF_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert "resnet8: lag-1 autocorrelation" in metrics and "plain8: lag-1 autocorrelation" in metrics
+    assert (
+        metrics["Theoretical receptive field"] == "7 px"
+    )  # layer1 of resnet8: 3x3 stem + one block of two 3x3
+    assert "resnet8: ERF (95%)" in metrics
+    heat = [c for c in _charts(at) if any(t["type"] == "heatmap" for t in c["data"])]
+    assert len(heat) == 1
+
+
+def test_erf_sweep_against_depth(open_page) -> None:
+    at = open_page(PAGE, **FAST, **{state.ERF_SWEEP_DEPTHS: [8, 14]})
+    at.button(key=state.ERF_SWEEP_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    size = next(c for c in _charts(at) if "against depth" in c["layout"]["title"]["text"])
+    assert size["data"][0]["y"] == [7, 11]
+
+
+def test_an_unusable_sidebar_model_is_one_sentence_per_section(open_page) -> None:
+    at = open_page(PAGE, **FAST, **{state.MODEL_WEIGHTS: "checkpoint"})
+    assert not at.exception, [e.value for e in at.exception]
+    assert sum("Upload a checkpoint file" in e.value for e in at.error) >= 2
+
+
+@pytest.mark.demo_default
+def test_the_bundled_demo_pair_on_a_line_between_held_out_images(open_page) -> None:
+    at = open_page(PAGE, **{state.SHAT_LINE_POINTS: 64})
+    at.button(key=state.SHAT_LINE_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert "resnet56: lag-1 autocorrelation" in metrics and "plain56: lag-1 autocorrelation" in metrics
+    measured = next(c.value for c in at.caption if c.value.startswith("Measured:"))
+    assert "plain56 trained in the same session" in measured and "held-out shapes images" in measured
