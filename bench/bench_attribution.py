@@ -14,6 +14,12 @@ the median (timeit's advice; seen here under load: one call's times ranged 50-29
 - naive:    a separate no-grad forward to learn the predicted class, then captum as above.
 
 and prints each as a ratio to bare_out and to bare_in. Random weights: speed does not depend on them.
+
+Then the CAM family at layer4 (pytorch-grad-cam, the ``grad-cam`` package, as the reference when it is
+installed): each gradient CAM alone against the bare_in floor and against pytorch-grad-cam's same
+method; all gradient CAMs at once against a single Grad-CAM; Score-CAM and Ablation-CAM against
+pytorch-grad-cam's with its default batch sizes (16 and 32), with the maps' Pearson correlation and
+largest difference (``--cam-size``, ``--cam-model``: the forward-pass CAMs cost one pass per channel).
 Not a test: figures move with the machine's load; run it on a quiet machine to quote them.
 """
 
@@ -33,6 +39,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resviz.analysis.attribution import grad_cam
+from resviz.analysis.cams import GRADIENT_CAMS
+from resviz.analysis.cams_forward import forward_cam
+from resviz.analysis.grad_cam import gradient_cams
 from resviz.device import configure_cpu_threads
 from resviz.models import create_model
 
@@ -93,6 +102,12 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--cam-model", default="resnet18")
+    parser.add_argument("--cam-size", type=int, default=224, help="input side for the CAM family")
+    parser.add_argument("--cam-batch", type=int, default=1, help="images for the CAM family")
+    parser.add_argument("--skip-gradcam", action="store_true", help="only the CAM family")
+    parser.add_argument("--skip-gradient-cams", action="store_true", help="only Score-CAM and Ablation-CAM")
+    parser.add_argument("--forward-cams", nargs="+", default=["scorecam", "ablationcam"])
     args = parser.parse_args()
     threads = configure_cpu_threads()
     print(
@@ -101,6 +116,27 @@ def main() -> None:
     header = f"{'model':<9} {'N':>2} {'bare_out ms':>11} {'bare_in ms':>10}   " + "   ".join(
         f"{k:>6}/out /in" for k in ("ours", "captum", "naive")
     )
+    if not args.skip_gradcam:
+        _bench_grad_cam(args, header)
+    try:
+        import pytorch_grad_cam  # noqa: F401
+
+        have_pgc = True
+    except ImportError:
+        have_pgc = False
+        print("pytorch-grad-cam (pip install grad-cam) is not installed: no reference timings.")
+    model = create_model(args.cam_model, seed=0).eval()
+    x = torch.randn(
+        args.cam_batch, 3, args.cam_size, args.cam_size, generator=torch.Generator().manual_seed(0)
+    )
+    side = f"{args.cam_size}x{args.cam_size}"
+    print(f"\nCAM family at {args.cam_model}.layer4, {args.cam_batch} image(s) at {side}")
+    if not args.skip_gradient_cams:
+        bench_gradient_cams(model, x, args.repeats, have_pgc)
+    bench_forward_cams(model, x, have_pgc, args.forward_cams)
+
+
+def _bench_grad_cam(args: argparse.Namespace, header: str) -> None:
     print(header)
     for name in args.models:
         model = create_model(name, seed=0).eval()
@@ -115,6 +151,91 @@ def main() -> None:
                 f"{name:<9} {n:>2} {res['bare_out'] * 1e3:>11.1f} {res['bare_in'] * 1e3:>10.1f}   {cells}",
                 flush=True,
             )
+
+
+PGC_NAMES = {
+    "gradcam": "GradCAM",
+    "gradcampp": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "gradcam_elementwise": "GradCAMElementWise",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
+}
+
+
+def _pgc(model: torch.nn.Module, method: str, x: torch.Tensor, targets: list[int]):
+    """pytorch-grad-cam's implementation of ``method`` as a zero-argument call (its default batch sizes)."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = getattr(pgc, PGC_NAMES[method])
+    wanted = [ClassifierOutputTarget(t) for t in targets]
+
+    def run():
+        with cls(model=model, target_layers=[model.layer4]) as cam:
+            return cam(input_tensor=x, targets=wanted)
+
+    return run
+
+
+def _agreement(ours, ref) -> str:
+    import numpy as np
+
+    r = min(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ours, ref))
+    return f"pearson {r:.5f}, max diff {float(np.abs(ours - ref).max()):.4f}"
+
+
+def bench_gradient_cams(model: torch.nn.Module, x: torch.Tensor, repeats: int, have_pgc: bool) -> None:
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    t_list = target.tolist()
+    fns: dict[str, Callable[[], object]] = {"bare_in": lambda: bare(model, x, target, to_input=True)}
+    for m in GRADIENT_CAMS:
+        fns[m] = lambda m=m: gradient_cams(model, x, ["layer4"], [m], target=t_list)
+        if have_pgc:
+            fns[f"pgc_{m}"] = _pgc(model, m, x, t_list)
+    fns["all"] = lambda: gradient_cams(model, x, ["layer4"], list(GRADIENT_CAMS), target=t_list)
+    res = measure(fns, repeats)
+    print(f"{'method':<20} {'ms':>7} {'/bare_in':>8} {'pgc ms':>8} {'pgc/ours':>8}")
+    for m in GRADIENT_CAMS:
+        pgc = (
+            f"{res[f'pgc_{m}'] * 1e3:>8.1f} {res[f'pgc_{m}'] / res[m]:>8.2f}"
+            if have_pgc
+            else "       -        -"
+        )
+        print(f"{m:<20} {res[m] * 1e3:>7.1f} {res[m] / res['bare_in']:>8.2f} {pgc}")
+    print(
+        f"all {len(GRADIENT_CAMS)} gradient CAMs at once: {res['all'] * 1e3:.1f} ms = "
+        f"{res['all'] / res['gradcam']:.2f}x one Grad-CAM",
+        flush=True,
+    )
+
+
+def bench_forward_cams(model: torch.nn.Module, x: torch.Tensor, have_pgc: bool, methods: list[str]) -> None:
+    """One timed run each (they take seconds): ours with batch 64 against pytorch-grad-cam's defaults."""
+    import contextlib
+    import io
+
+    with torch.no_grad():
+        t_list = model(x).argmax(1).tolist()
+    for m in methods:
+        forward_cam(model, x[:1], "layer4", m, batch_size=64, target=t_list[:1])  # warm-up
+        t0 = time.perf_counter()
+        ours = forward_cam(model, x, "layer4", m, batch_size=64, target=t_list)
+        t_ours = time.perf_counter() - t0
+        line = f"{m:<12} ours {t_ours:>7.2f} s"
+        if have_pgc:
+            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bars
+                t0 = time.perf_counter()
+                ref = _pgc(model, m, x, t_list)()
+                t_ref = time.perf_counter() - t0
+            agree = _agreement(ours.maps, ref)
+            line += f"   pytorch-grad-cam {t_ref:>7.2f} s = {t_ref / t_ours:.2f}x ours; {agree}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

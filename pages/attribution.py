@@ -30,14 +30,15 @@ def _attribution(
     method: str,
     layer: str | None,
     target: int | None,
-    options: tuple,
+    options,
     _loaded,
     _images,
 ):
-    """One batched attribution of all picked images (cached; the leading args are the key)."""
+    """One batched attribution of all picked images (cached; the leading args are the key, the
+    options a frozen dataclass of the method table)."""
     from resviz.analysis.attribution import attribute_images
 
-    return attribute_images(_loaded, _images, method, layer=layer, target=target, **dict(options))
+    return attribute_images(_loaded, _images, method, layer=layer, target=target, options=options)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -61,7 +62,6 @@ def _twin(model_key: str, _model):
 def _grid(
     model_key: str,
     digest: str,
-    mode: str,
     layers: tuple[str, ...],
     methods: tuple[str, ...],
     target: int,
@@ -70,40 +70,26 @@ def _grid(
     _image,
     _twin_model,
 ):
-    """``{(layer, column): (H, W) map}`` for one image: layers x methods, or residual vs plain."""
-    from resviz.analysis.attribution import LAYER_METHODS, METHODS, attribute, grad_cam_layers
+    """``{(layer, column): (H, W) map}`` for one image (cached): :func:`comparison_cells`."""
+    from resviz.analysis.attribution import comparison_cells
 
-    x = _loaded.preprocessing.tensor([_image])
-    cells = {}
-    if mode == "twin":
-        for model in (_loaded.model, _twin_model):
-            label = "with shortcuts" if model.config.skip else "without shortcuts"
-            for layer, r in grad_cam_layers(model, x, list(layers), target=target).items():
-                cells[(layer, label)] = r.maps[0]
-        return cells
-    opts = {**dict(options), "preprocessing": _loaded.preprocessing}
-    for method in methods:
-        col = METHODS[method]
-        if method == "gradcam":  # every layer from the same single forward + backward
-            for layer, r in grad_cam_layers(_loaded.model, x, list(layers), target=target).items():
-                cells[(layer, col)] = r.maps[0]
-        elif method in LAYER_METHODS:
-            for layer in layers:
-                cells[(layer, col)] = attribute(
-                    _loaded.model, x, method, layer=layer, target=target, **opts
-                ).maps[0]
-        else:  # input-level: independent of the layer, computed once and shown in the first row
-            cells[(layers[0], f"{col} (input)")] = attribute(
-                _loaded.model, x, method, target=target, **opts
-            ).maps[0]
-    return cells
+    return comparison_cells(
+        _loaded.model,
+        _loaded.preprocessing.tensor([_image]),
+        layers,
+        methods,
+        target=target,
+        options=dict(options),
+        preprocessing=_loaded.preprocessing,
+        twin=_twin_model,
+    )
 
 
-def _method_options(method: str, size: int) -> tuple:
-    """Widgets for the chosen method's options; a hashable tuple for the cache key."""
-    from resviz.analysis.attribution import BASELINES, occlusion_plan
+def _method_options(spec, size: int):
+    """Widgets for the chosen method's options; its options dataclass (hashable: the cache key)."""
+    from resviz.analysis.methods import BASELINES, occlusion_plan
 
-    if method == "integrated_gradients":
+    if spec.name == "integrated_gradients":
         with st.expander("Integrated Gradients options", expanded=False):
             c1, c2, c3, c4 = st.columns(4)
             baseline = c1.selectbox(
@@ -112,16 +98,11 @@ def _method_options(method: str, size: int) -> tuple:
                 key=state.ATTR_BASELINE,
                 format_func=lambda b: f"{b}: {BASELINES[b]}",
             )
-            steps = c2.slider("Steps", 4, 64, 16, step=4, key=state.ATTR_IG_STEPS)
+            steps = c2.slider("Steps", 4, 128, 32, step=4, key=state.ATTR_IG_STEPS)
             tunnel = c3.toggle("Noise tunnel (SmoothGrad)", key=state.ATTR_NOISE_TUNNEL)
             samples = c4.slider("Noisy samples", 2, 16, 4, key=state.ATTR_NT_SAMPLES, disabled=not tunnel)
-        return (
-            ("baseline", baseline),
-            ("ig_steps", steps),
-            ("noise_tunnel", tunnel),
-            ("nt_samples", samples),
-        )
-    if method == "occlusion":
+        return spec.options(baseline=baseline, steps=steps, noise_tunnel=tunnel, nt_samples=samples)
+    if spec.name == "occlusion":
         with st.expander("Occlusion options", expanded=False):
             window = st.slider(
                 "Occluding square (pixels)",
@@ -133,8 +114,79 @@ def _method_options(method: str, size: int) -> tuple:
             )
             _, _, passes = occlusion_plan(size, window)
             st.caption(f"{passes} forward passes per image: Occlusion is the slowest method here.")
-        return (("occlusion_window", window),)
-    return ()
+        return spec.options(window=window)
+    if spec.engine == "forward":
+        batch = st.select_slider(
+            "Batch size (forward passes evaluated together)",
+            [8, 16, 32, 64, 128, 256],
+            value=64,
+            key=state.ATTR_BATCH_SIZE,
+        )
+        return spec.options(batch_size=int(batch))
+    return spec.options()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _probe(model_key: str, layer: str, side: int, _model) -> tuple[int, float]:
+    from resviz.analysis.cams_forward import probe_layer
+
+    return probe_layer(_model, layer, side)
+
+
+def _request_run(key: tuple) -> None:
+    st.session_state[state.ATTR_RUN_PENDING] = key
+
+
+def _slow_result(spec, loaded, model_key, images, layer, target, options):
+    """A forward-pass CAM: its cost first, then it runs on a click, with a progress bar and Stop.
+
+    Kept in session state rather than ``st.cache_data``: its progress bar must not be replayed. A
+    click on Stop reruns the script, which interrupts the run at its next progress update.
+    """
+    from resviz.analysis.attribution import attribute_images
+    from resviz.analysis.cams_forward import estimate_seconds, forward_passes
+
+    key = (model_key, tuple(im.digest for im in images), spec.name, layer, target, options)
+    done = st.session_state.setdefault(state.ATTR_SLOW_RESULTS, {})
+    if key in done:
+        return done[key]
+    channels, per_pass = _probe(model_key, layer, loaded.preprocessing.crop, loaded.model)
+    passes = forward_passes(channels, len(images))
+    seconds = estimate_seconds(passes, per_pass)
+    st.info(
+        f"{spec.label} at {layer}: {passes} forward passes ({channels} channels x {len(images)} image(s)), "
+        f"{'at most' if spec.name == 'ablationcam' else 'about'} {seconds} s here. "
+        f"Batches of {options.batch_size}."
+    )
+    run, stop = st.columns([1, 5])
+    if stop.button("Stop", key=state.ATTR_STOP):
+        st.session_state.pop(state.ATTR_RUN_PENDING, None)
+        st.warning("Stopped; press Run to start again.")
+    # A callback, not the button's return value: a rerun before the run (the image picker's) keeps it.
+    run.button(f"Run {spec.label}", key=state.ATTR_RUN, type="primary", on_click=_request_run, args=(key,))
+    if st.session_state.get(state.ATTR_RUN_PENDING) != key:
+        return None
+    st.session_state.pop(state.ATTR_RUN_PENDING, None)
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(n: int, total: int) -> bool:
+        bar.progress(n / total, text=f"{n} of {total} forward passes")
+        return True
+
+    result = attribute_images(
+        loaded,
+        [im.image for im in images],
+        spec.name,
+        layer=layer,
+        target=target,
+        options=options,
+        progress=progress,
+    )
+    bar.empty()
+    if len(done) >= 4:
+        done.pop(next(iter(done)))
+    done[key] = result
+    return result
 
 
 def _banner(loaded, choice) -> None:
@@ -160,6 +212,14 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
     from resviz.analysis.attribution import METHODS
     from resviz.plots.attribution import overlay, overlay_figure, png_bytes, top_k_figure
 
+    if result.completeness is not None:
+        worst = float(result.completeness.max())
+        text = "Completeness error (captum's convergence delta, |sum of attributions - (f(x) - f(baseline))|)"
+        if worst > 5:
+            st.warning(f"{text}: up to {worst:.1f}%, over 5%: more steps would help.")
+        else:
+            st.caption(f"{text}: up to {worst:.1f}%.")
+
     p = result.prediction
     where = f" at {result.layer}" if result.layer else ""
     for i, image in enumerate(images):
@@ -183,6 +243,8 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
             key=f"{state.ATTR_DOWNLOAD_PNG}_{i}",
             on_click="ignore",
         )
+        if result.completeness is not None:
+            right.caption(f"Completeness error of this map: {float(result.completeness[i]):.1f}%")
     st.download_button(
         "All raw maps (.npz)",
         result.to_npz(),
@@ -194,8 +256,34 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
     )
 
 
-def _comparison(loaded, model_key, images, views, result, choices, opacity, colormap, options) -> None:
-    from resviz.analysis.attribution import METHODS
+def _grid_columns(mode: str, c3) -> list[str]:
+    """The grid's method columns: any quick method, or the gradient CAMs for the twin comparison."""
+    from resviz.analysis.methods import METHOD_TABLE, METHODS
+
+    if mode == "twin":
+        gradient = [m.name for m in METHOD_TABLE if m.engine == "gradient"]
+        return c3.multiselect(
+            "Methods",
+            gradient,
+            default=["gradcam"],
+            key=state.ATTR_GRID_TWIN_METHODS,
+            format_func=METHODS.__getitem__,
+            help="The same class in both networks; the twin shares every weight.",
+        )
+    quick = [m.name for m in METHOD_TABLE if m.engine != "forward"]  # Score/Ablation-CAM: above, with a cost
+    return c3.multiselect(
+        "Columns (methods)",
+        quick,
+        default=["gradcam", "guided_gradcam"],
+        key=state.ATTR_GRID_METHODS,
+        format_func=METHODS.__getitem__,
+        help="Every gradient CAM at every layer comes from one forward and one backward pass.",
+    )
+
+
+def _comparison(
+    loaded, model_key, images, views, result, choices, opacity, colormap, method, options
+) -> None:
     from resviz.plots.attribution import comparison_grid
 
     st.subheader("Comparison grid")
@@ -222,17 +310,7 @@ def _comparison(loaded, model_key, images, views, result, choices, opacity, colo
     )
     stages = [s.name for s in loaded.model.feature_info] or choices[:1]
     layers = st.multiselect("Rows (layers)", choices, default=stages, key=state.ATTR_GRID_LAYERS)
-    methods = ["gradcam"]
-    if mode == "methods":
-        methods = c3.multiselect(
-            "Columns (methods)",
-            list(METHODS),
-            default=["gradcam", "guided_gradcam"],
-            key=state.ATTR_GRID_METHODS,
-            format_func=METHODS.__getitem__,
-        )
-    else:
-        c3.caption("Grad-CAM of the same class in both networks; the twin shares every weight.")
+    methods = _grid_columns(mode, c3)
     if not layers or not methods:
         st.info("Choose at least one layer and one method.")
         return
@@ -242,11 +320,10 @@ def _comparison(loaded, model_key, images, views, result, choices, opacity, colo
         cells = _grid(
             model_key,
             images[idx].digest,
-            mode,
             tuple(layers),
             tuple(methods),
             int(result.targets[idx]),
-            options,
+            ((method, options),),
             loaded,
             images[idx].image,
             twin,
@@ -260,79 +337,105 @@ def _comparison(loaded, model_key, images, views, result, choices, opacity, colo
     st.caption(f"Every cell explains class {result.target_labels[idx]!r}, the class of the view above.")
 
 
+def _controls(loaded, choices, names):
+    """Method, layer, class, opacity and colormap widgets: ``(spec, layer, target, opacity, colormap)``."""
+    from resviz.analysis.attribution import default_layer
+    from resviz.analysis.methods import METHODS, get_method
+    from resviz.plots.attribution import COLORMAPS
+
+    model, num_classes = loaded.model, loaded.config.num_classes
+    c1, c2, c3 = st.columns(3)
+    if st.session_state.get(state.ATTR_METHOD, "gradcam") not in METHODS:
+        st.session_state[state.ATTR_METHOD] = "gradcam"
+    method = c1.selectbox(
+        "Method",
+        list(METHODS),
+        key=state.ATTR_METHOD,
+        format_func=METHODS.__getitem__,
+        help="Score-CAM and Ablation-CAM say their cost before running; the README lists every cost.",
+    )
+    spec = get_method(method)
+    if st.session_state.get(state.ATTR_LAYER) not in choices:
+        st.session_state[state.ATTR_LAYER] = default_layer(model)
+    layer = c2.selectbox(
+        "Layer",
+        choices,
+        key=state.ATTR_LAYER,
+        disabled=not spec.needs_layer,
+        help="Stages, then blocks, then every module inside them.",
+    )
+    if st.session_state.get(state.ATTR_TARGET, PREDICTED) not in range(PREDICTED, num_classes):
+        st.session_state[state.ATTR_TARGET] = PREDICTED  # another model with fewer classes
+
+    def label(t: int) -> str:
+        if t == PREDICTED:
+            return "the predicted class"
+        return f"{t}: {names[t]}" if names and t < len(names) else f"{t}: {loaded.class_name(t)}"
+
+    target = c3.selectbox(
+        "Class to explain", range(PREDICTED, num_classes), key=state.ATTR_TARGET, format_func=label
+    )
+    c4, c5 = st.columns(2)
+    opacity = c4.slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key=state.ATTR_OPACITY)
+    colormap = c5.selectbox("Colormap", COLORMAPS, key=state.ATTR_COLORMAP)
+    return (
+        spec,
+        (layer if spec.needs_layer else None),
+        (None if target == PREDICTED else int(target)),
+        opacity,
+        colormap,
+    )
+
+
 def main() -> None:
     st.title("Attribution")
     st.caption(
-        "Where the network looks for a class: Grad-CAM at any layer, and its companions from captum. "
-        "Many images go through in one batch."
+        "Where the network looks for a class: Grad-CAM and the CAM family at any layer, and captum's "
+        "input attributions. Many images go through in one batch."
     )
     from resviz.errors import ResvizError
 
     try:
-        from resviz.analysis.attribution import LAYER_METHODS, METHODS, default_layer, layer_choices
-        from resviz.plots.attribution import COLORMAPS
+        from resviz.analysis.attribution import class_names_for, layer_choices
         from ui.images import image_picker
         from ui.models import current_choice, current_model
 
         choice = current_choice()
         loaded = current_model(choice)
         _banner(loaded, choice)
+        names, names_note = class_names_for(loaded)
+        if names_note:
+            st.caption(names_note)
         images = image_picker(K, multiple=True, label="Images")
         if not images:
             st.info("Pick a sample image or upload one or more photos.")
             return
-
-        model = loaded.model
-        choices = layer_choices(model)
-        num_classes = loaded.config.num_classes
-        c1, c2, c3 = st.columns(3)
-        method = c1.selectbox("Method", list(METHODS), key=state.ATTR_METHOD, format_func=METHODS.__getitem__)
-        if st.session_state.get(state.ATTR_LAYER) not in choices:
-            st.session_state[state.ATTR_LAYER] = default_layer(model)
-        layer = c2.selectbox(
-            "Layer",
-            choices,
-            key=state.ATTR_LAYER,
-            disabled=method not in LAYER_METHODS,
-            help="Stages, then blocks, then every module inside them.",
-        )
-        if st.session_state.get(state.ATTR_TARGET, PREDICTED) not in range(PREDICTED, num_classes):
-            st.session_state[state.ATTR_TARGET] = PREDICTED  # another model with fewer classes
-        target = c3.selectbox(
-            "Class to explain",
-            range(PREDICTED, num_classes),
-            key=state.ATTR_TARGET,
-            format_func=lambda t: "the predicted class" if t == PREDICTED else f"{t}: {loaded.class_name(t)}",
-        )
-        c4, c5 = st.columns(2)
-        opacity = c4.slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key=state.ATTR_OPACITY)
-        colormap = c5.selectbox("Colormap", COLORMAPS, key=state.ATTR_COLORMAP)
-        size = loaded.preprocessing.crop
-        options = _method_options(method, size)
-
+        choices = layer_choices(loaded.model)
+        spec, layer, target, opacity, colormap = _controls(loaded, choices, names)
+        options = _method_options(spec, loaded.preprocessing.crop)
         model_key = repr(choice)
-        digests = tuple(im.digest for im in images)
-        pils = [im.image for im in images]
-        with st.spinner(f"{METHODS[method]} for {len(images)} image(s)…"):
-            result = _attribution(
-                model_key,
-                digests,
-                method,
-                layer if method in LAYER_METHODS else None,
-                None if target == PREDICTED else int(target),
-                options,
-                loaded,
-                pils,
+        if spec.engine == "forward":
+            result = _slow_result(spec, loaded, model_key, images, layer, target, options)
+        else:
+            with st.spinner(f"{spec.label} for {len(images)} image(s)…"):
+                digests = tuple(im.digest for im in images)
+                pils = [im.image for im in images]
+                result = _attribution(model_key, digests, spec.name, layer, target, options, loaded, pils)
+        if result is not None:  # None: a forward-pass CAM not run yet
+            prep = loaded.preprocessing
+            views = [_view(im.digest, repr(prep), prep, im.image) for im in images]
+            _show_results(result, images, views, opacity, colormap, choice.name)
+            _comparison(
+                loaded, model_key, images, views, result, choices, opacity, colormap, spec.name, options
             )
-        prep = loaded.preprocessing
-        views = [_view(im.digest, repr(prep), prep, im.image) for im in images]
-        _show_results(result, images, views, opacity, colormap, choice.name)
-        _comparison(loaded, model_key, images, views, result, choices, opacity, colormap, options)
+
+        # ---------------------------------------------- Faithfulness (issue 9, section 4): its own section
         from ui.sections import faithfulness
 
         faithfulness.render(loaded, images, model_key=model_key)
     except ResvizError as exc:
         st.error(str(exc))
+        return
 
 
 main()

@@ -13,6 +13,7 @@ from torch import nn
 
 from resviz.analysis.attribution import (
     BASELINES,
+    LAYER_METHODS,
     METHODS,
     AttributionError,
     attribute,
@@ -201,7 +202,7 @@ def test_every_method_runs_on_residual_and_plain(name, method):
     assert np.isfinite(r.maps).all() and r.maps.min() >= 0.0 and r.maps.max() <= 1.0
     assert r.prediction.indices.shape == (2, 5)
     assert r.targets.tolist() == r.prediction.top1.tolist()
-    assert (r.layer == default_layer(model)) == (method in ("gradcam", "guided_gradcam"))
+    assert (r.layer == default_layer(model)) == (method in LAYER_METHODS)
     assert hook_count(model) == 0 and not model.training
 
 
@@ -452,7 +453,7 @@ def test_figures():
         ["layer3", "layer4"],
         ["Grad-CAM", "Saliency"],
     )
-    assert len(grid.data) == 2
+    assert [t.type for t in grid.data] == ["image", "image", "scatter"]  # + the colour scale
     assert png_bytes(img).startswith(b"\x89PNG")
 
 
@@ -501,7 +502,7 @@ def test_cam_command_writes_overlay_and_raw_map(tmp_path, capsys):
         (["{missing}"], "No image file"),
         (["{good}", "--target", "10"], "does not exist"),
         (["{good}", "--layer", "layer9"], "no layer named"),
-        (["{good}", "--method", "lime"], "Unknown method"),
+        (["{good}", "--method", "lime"], "Unknown method 'lime'; choose one of gradcam, gradcampp"),
         (["{good}", "--colormap", "Nope"], "Unknown colormap"),
     ],
 )

@@ -109,7 +109,7 @@ ERF_CHART = "erf_chart"  # + "_<figure>": charts and their download buttons
 
 # --- Attribution page ---
 ATTR_PREFIX = "attr_"  # also the image picker's prefix on this page
-ATTR_METHOD = "attr_method"  # key of resviz.analysis.attribution.METHODS
+ATTR_METHOD = "attr_method"  # a method name of resviz.analysis.methods.METHOD_TABLE
 ATTR_LAYER = "attr_layer"  # dotted layer name for Grad-CAM / Guided Grad-CAM
 ATTR_TARGET = "attr_target"  # -1 (the predicted class) or a class index
 ATTR_OPACITY = "attr_opacity"  # map opacity over the image, 0-1 (no recomputation)
@@ -127,6 +127,12 @@ ATTR_GRID_MODE = "attr_grid_mode"  # "methods" | "twin"
 ATTR_GRID_IMAGE = "attr_grid_image"  # index of the image the grid explains
 ATTR_GRID_LAYERS = "attr_grid_layers"  # rows of the grid
 ATTR_GRID_METHODS = "attr_grid_methods"  # columns of the grid in "methods" mode
+ATTR_GRID_TWIN_METHODS = "attr_grid_twin_methods"  # gradient CAMs of the grid in "twin" mode
+ATTR_BATCH_SIZE = "attr_batch_size"  # Score-CAM / Ablation-CAM forward passes per batch
+ATTR_RUN = "attr_run"  # button: run a forward-pass CAM (its cost is said first)
+ATTR_RUN_PENDING = "attr_run_pending"  # set by the Run button's callback: the key of the run asked for
+ATTR_STOP = "attr_stop"  # button: stop a running forward-pass CAM (its click's rerun interrupts it)
+ATTR_SLOW_RESULTS = "attr_slow_results"  # {cache key: AttributionResult} of forward-pass CAMs, last few
 
 # --- Attribution page: faithfulness ---
 FAITH_PREFIX = "faith_"

@@ -13,9 +13,9 @@ captum installed, on success and on failure. Results are frozen dataclasses of C
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resviz.device import oom_guard
-from resviz.errors import LayerNotUsedError
+from resviz.errors import LayerNotUsedError, ResvizError
 from resviz.hooks import forward_hooks, resolve_layers
 
 if TYPE_CHECKING:
@@ -51,23 +51,34 @@ from resviz.analysis.attribution_core import (
     layer_choices,
     normalize_maps,
 )
-from resviz.analysis.grad_cam import captum_grad_cam, grad_cam, grad_cam_layers
+from resviz.analysis.cams_forward import AttributionStopped, Progress, forward_cam, forward_passes
+from resviz.analysis.grad_cam import captum_grad_cam, grad_cam, grad_cam_layers, gradient_cams
+from resviz.analysis.methods import METHOD_TABLE, Kind, get_method
+from resviz.analysis.methods import occlusion_plan as _occlusion_plan
 
 __all__ = [
     "BASELINES",
     "LAYER_METHODS",
     "METHODS",
+    "METHOD_TABLE",
     "TOP_K",
     "AttributionError",
     "AttributionResult",
+    "AttributionStopped",
     "ClassNamer",
+    "Kind",
     "Prediction",
     "attribute",
     "attribute_images",
     "captum_grad_cam",
+    "class_names_for",
+    "comparison_cells",
     "default_layer",
+    "forward_cam",
+    "forward_passes",
     "grad_cam",
     "grad_cam_layers",
+    "gradient_cams",
     "layer_choices",
     "make_baseline",
     "normalize_maps",
@@ -109,6 +120,36 @@ def make_baseline(x: Tensor, kind: str, preprocessing: Preprocessing | None = No
     raise AttributionError(f"Unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}.")
 
 
+# Keyword arguments of the former one-function API -> (method, option field).
+_LEGACY = {
+    "baseline": ("integrated_gradients", "baseline"),
+    "ig_steps": ("integrated_gradients", "steps"),
+    "noise_tunnel": ("integrated_gradients", "noise_tunnel"),
+    "nt_samples": ("integrated_gradients", "nt_samples"),
+    "nt_stdev": ("integrated_gradients", "nt_stdev"),
+    "occlusion_window": ("occlusion", "window"),
+    "occlusion_stride": ("occlusion", "stride"),
+    "batch_size": ("scorecam", "batch_size"),
+}
+
+
+def _spec_and_options(method: str, options: object | None, legacy: dict[str, object]):
+    try:
+        spec = get_method(method)
+    except ResvizError as exc:
+        raise AttributionError(str(exc)) from None
+    unknown = [k for k in legacy if k not in _LEGACY]
+    if unknown:
+        raise TypeError(f"attribute() got an unexpected keyword argument {unknown[0]!r}")
+    if options is None:
+        fields = {f.name for f in dataclasses.fields(spec.options)}
+        mine = {_LEGACY[k][1]: v for k, v in legacy.items() if _LEGACY[k][1] in fields}
+        options = spec.options(**mine)  # options of other methods are ignored, as they always were
+    elif not isinstance(options, spec.options):
+        raise AttributionError(f"{spec.label} takes {spec.options.__name__}, not {type(options).__name__}.")
+    return spec, options
+
+
 def attribute(
     model: nn.Module,
     x: Tensor,
@@ -118,72 +159,59 @@ def attribute(
     target: int | Sequence[int] | None = None,
     class_name: ClassNamer | Sequence[str] | None = None,
     top_k: int = TOP_K,
-    baseline: str = "black",
+    options: object | None = None,
     preprocessing: Preprocessing | None = None,
-    ig_steps: int = 32,
-    noise_tunnel: bool = False,
-    nt_samples: int = 4,
-    nt_stdev: float = 0.15,
-    occlusion_window: int | None = None,
-    occlusion_stride: int | None = None,
+    progress: Progress | None = None,
+    **legacy: object,
 ) -> AttributionResult:
-    """Any method of :data:`METHODS` for a batch, with the model's top-k prediction.
+    """Any method of the table (:data:`resviz.analysis.methods.METHOD_TABLE`) for a batch.
 
-    Grad-CAM takes the fast path of :func:`grad_cam`. The others do one gradient-free forward for the
-    prediction (which also picks the target when none is given), then captum's method with the
-    target known.
+    Gradient CAMs take the one-pass path of :func:`gradient_cams`; Score-CAM and Ablation-CAM the
+    batched one of :func:`forward_cam`. The captum methods do one gradient-free forward for the
+    prediction (which also picks the target when none is given), then captum's method.
 
     Args:
         model: a classifier.
         x: ``(N, C, H, W)`` normalized images.
-        method: a key of :data:`METHODS`.
-        layer: for Grad-CAM and Guided Grad-CAM (default: the last stage); ignored otherwise.
+        method: a name of the table.
+        layer: for the layer methods (default: the last stage); ignored by input methods.
         target: class to explain (one, or one per image); ``None``: the predicted class.
         class_name: class names for the labels.
         top_k: classes kept in the prediction.
-        baseline: Integrated Gradients' starting point, a key of :data:`BASELINES`.
-        preprocessing: the model's preprocessing (for the "black" baseline).
-        ig_steps: Integrated Gradients' number of steps along the path.
-        noise_tunnel: average Integrated Gradients over noisy copies (SmoothGrad).
-        nt_samples: noisy copies per image for the noise tunnel.
-        nt_stdev: noise standard deviation, as a fraction of the input's value range.
-        occlusion_window: side of the occluding square in pixels (default: a seventh of the input).
-        occlusion_stride: step between occlusions (default: half the window).
+        options: the method's options dataclass (default: its defaults).
+        preprocessing: the model's preprocessing (for Integrated Gradients' "black" baseline).
+        progress: for Score-CAM and Ablation-CAM, ``(done, total) -> False to stop``.
+        **legacy: the former keywords (``ig_steps``, ``baseline``, ``occlusion_window``...).
 
     Returns:
         maps ``(N, H, W)`` in ``[0, 1]`` and the method's raw output (see :class:`AttributionResult`).
     """
-    if method not in METHODS:
-        raise AttributionError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    if method == "gradcam":
-        return grad_cam(model, x, layer, target=target, class_name=class_name, top_k=top_k)
-    layer_name = (layer or default_layer(model)) if method in LAYER_METHODS else None
+    spec, opts = _spec_and_options(method, options, legacy)
+    layer_name = (layer or default_layer(model)) if spec.needs_layer else None
+    named = dict(class_name=class_name, top_k=top_k, target=target)
+    if spec.engine == "gradient":
+        return gradient_cams(model, x, [layer_name], [method], **named)[(layer_name, method)]
+    if spec.engine == "forward":
+        return forward_cam(
+            model, x, layer_name, method, batch_size=opts.batch_size, progress=progress, **named
+        )
     module = resolve_layers(model, [layer_name])[layer_name] if layer_name else None
     x = _check_input(model, x)
     namer = _class_namer(class_name)
-    with _analysis_mode(model), oom_guard(METHODS[method]):
+    with _analysis_mode(model), oom_guard(spec.label):
         logits = _forward_checking_layer(model, x, layer_name)
         targets = _targets(target, logits)
-        t = targets.tolist()
         with warnings.catch_warnings():
             # captum announces its ReLU hooks on every Guided Grad-CAM call; we remove them too.
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            raw = _captum(
-                model,
-                module,
-                x,
-                method,
-                t,
-                baseline,
-                preprocessing,
-                ig_steps,
-                noise_tunnel,
-                nt_samples,
-                nt_stdev,
-                occlusion_window,
-                occlusion_stride,
-            )
+            raw, delta = _captum(model, module, x, method, targets.tolist(), opts, preprocessing)
         raw = raw.detach()
+        completeness = None
+        if delta is not None:
+            base = make_baseline(x, opts.baseline, preprocessing)
+            with torch.no_grad():
+                span = (logits - model(base)).gather(1, targets[:, None])[:, 0]
+            completeness = (100 * delta.abs() / span.abs().clamp_min(1e-12)).float().cpu().numpy()
         maps = normalize_maps(_reduce(method, raw))
         prediction = _prediction(logits, namer, top_k)
     target_np = targets.cpu().numpy().astype(np.int64)
@@ -195,6 +223,7 @@ def attribute(
         targets=target_np,
         target_labels=tuple(namer(int(i)) for i in target_np),
         prediction=prediction,
+        completeness=completeness,
     )
 
 
@@ -228,43 +257,46 @@ def _captum(
     x: Tensor,
     method: str,
     target: list[int],
-    baseline: str,
+    opts: object,
     preprocessing: Preprocessing | None,
-    ig_steps: int,
-    noise_tunnel: bool,
-    nt_samples: int,
-    nt_stdev: float,
-    window: int | None,
-    stride: int | None,
-) -> Tensor:
-    """Captum's attribution ``(N, C, H, W)`` for ``x`` and the known targets."""
+) -> tuple[Tensor, Tensor | None]:
+    """Captum's attribution ``(N, C, H, W)`` for ``x`` and the known targets, and Integrated
+    Gradients' convergence delta ``(N,)`` (``None`` for the other methods and the noise tunnel)."""
     from captum.attr import GuidedGradCam, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
     if method == "guided_gradcam":
         x = x.clone().requires_grad_(True)  # captum warns when it has to do this itself
-        return GuidedGradCam(model, module).attribute(x, target=target, interpolate_mode="bilinear")
+        return GuidedGradCam(model, module).attribute(x, target=target, interpolate_mode="bilinear"), None
     if method == "saliency":
-        return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True)
+        return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True), None
     if method == "integrated_gradients":
-        base = make_baseline(x, baseline, preprocessing)
+        base = make_baseline(x, opts.baseline, preprocessing)
         ig = IntegratedGradients(model)
-        steps = max(2, int(ig_steps))
-        if not noise_tunnel:
-            return ig.attribute(x, baselines=base, target=target, n_steps=steps, internal_batch_size=steps)
-        stdev = float(nt_stdev) * float(x.max() - x.min())
-        return NoiseTunnel(ig).attribute(
+        steps = max(2, int(opts.steps))
+        if not opts.noise_tunnel:
+            return ig.attribute(
+                x,
+                baselines=base,
+                target=target,
+                n_steps=steps,
+                internal_batch_size=steps,
+                return_convergence_delta=True,
+            )
+        stdev = float(opts.nt_stdev) * float(x.max() - x.min())
+        raw = NoiseTunnel(ig).attribute(
             x,
             nt_type="smoothgrad",
-            nt_samples=max(1, int(nt_samples)),
+            nt_samples=max(1, int(opts.nt_samples)),
             stdevs=stdev,
             baselines=base,
             target=target,
             n_steps=steps,
             internal_batch_size=steps,
         )
+        return raw, None
     # occlusion
-    w, s, _ = occlusion_plan(min(x.shape[-2:]), window, stride)
-    return Occlusion(model).attribute(
+    w, s, _ = occlusion_plan(min(x.shape[-2:]), opts.window, opts.stride)
+    raw = Occlusion(model).attribute(
         x,
         sliding_window_shapes=(x.shape[1], w, w),
         strides=(x.shape[1], s, s),
@@ -272,20 +304,15 @@ def _captum(
         target=target,
         perturbations_per_eval=16,
     )
+    return raw, None
 
 
 def occlusion_plan(side: int, window: int | None = None, stride: int | None = None) -> tuple[int, int, int]:
-    """Occlusion's square, its stride and the forward passes it costs per image at ``side`` pixels.
-
-    Defaults: a square of a seventh of the input, moved by half its side. Each position is one
-    forward pass, so a person can be told the cost before asking for it.
-    """
-    w = int(window or max(2, side // 7))
-    s = int(stride or max(1, w // 2))
-    if not 1 <= w <= side or s < 1:
-        raise AttributionError(f"The occlusion window must be 1 to {side} pixels and the stride positive.")
-    per_side = math.ceil((side - w) / s) + 1
-    return w, s, per_side * per_side
+    """Occlusion's square, its stride and its forward passes per image (:func:`methods.occlusion_plan`)."""
+    try:
+        return _occlusion_plan(side, window, stride)
+    except ResvizError as exc:
+        raise AttributionError(str(exc)) from None
 
 
 def _reduce(method: str, raw: Tensor) -> Tensor:
@@ -297,7 +324,97 @@ def _reduce(method: str, raw: Tensor) -> Tensor:
     return raw.abs().sum(dim=1)  # Guided Grad-CAM, Integrated Gradients
 
 
+# --------------------------------------------------------------------------- comparison grid
+
+SHORTCUT_COLUMNS = ("with shortcuts", "without shortcuts")
+
+
+def comparison_cells(
+    model: nn.Module,
+    x: Tensor,
+    layers: Sequence[str],
+    methods: Sequence[str],
+    *,
+    target: int | None = None,
+    options: Mapping[str, object] | None = None,
+    preprocessing: Preprocessing | None = None,
+    twin: nn.Module | None = None,
+) -> dict[tuple[str, str], np.ndarray]:
+    """The comparison grid for one image: layers x methods, or the model vs its plain twin.
+
+    Every gradient CAM at every layer comes from one forward + one backward per network; other layer
+    methods run once per layer, and input methods once (their cell is in the first row, the column
+    titled "(input)").
+
+    Args:
+        model: a classifier.
+        x: ``(1, C, H, W)`` one normalized image.
+        layers: the rows, dotted layer names.
+        methods: the columns, names of the table; with ``twin`` only gradient CAMs are shown.
+        target: the class every cell explains (``None``: the model's prediction).
+        options: method name -> its options dataclass (default: the method's defaults).
+        preprocessing: for Integrated Gradients' "black" baseline.
+        twin: the residual<->plain twin: columns become the two networks (x each method).
+
+    Returns:
+        ``{(layer, column): (H, W) map in [0, 1]}``; column titles are method labels, or
+        :data:`SHORTCUT_COLUMNS` (prefixed by the method's label when there are several).
+    """
+    layers, methods = list(layers), list(methods)
+    if not layers or not methods:
+        raise AttributionError("Choose at least one layer and one method for the grid.")
+    specs = [get_method(m) for m in methods]
+    options = dict(options or {})
+    gradient = [m.name for m in specs if m.engine == "gradient"]
+    cells: dict[tuple[str, str], np.ndarray] = {}
+    if twin is not None:
+        if not gradient:
+            raise AttributionError("The residual-vs-plain grid shows gradient CAMs; choose one.")
+        if target is None:  # both networks explain the class the residual one predicts
+            target = int(grad_cam(model, x, layers[0]).targets[0])
+        for net in (model, twin):
+            side = SHORTCUT_COLUMNS[0] if net.config.skip else SHORTCUT_COLUMNS[1]
+            for (layer, m), r in gradient_cams(net, x, layers, gradient, target=target).items():
+                cells[(layer, side if len(gradient) == 1 else f"{METHODS[m]}, {side}")] = r.maps[0]
+        return cells
+    found = gradient_cams(model, x, layers, gradient, target=target) if gradient else {}
+    for spec in specs:
+        opts = options.get(spec.name)
+        if spec.engine == "gradient":
+            for layer in layers:
+                cells[(layer, spec.label)] = found[(layer, spec.name)].maps[0]
+        elif spec.needs_layer:
+            for layer in layers:
+                r = attribute(
+                    model, x, spec.name, layer=layer, target=target, options=opts, preprocessing=preprocessing
+                )
+                cells[(layer, spec.label)] = r.maps[0]
+        else:
+            r = attribute(model, x, spec.name, target=target, options=opts, preprocessing=preprocessing)
+            cells[(layers[0], f"{spec.label} (input)")] = r.maps[0]
+    return cells
+
+
 # --------------------------------------------------------------------------- images in
+
+
+IMAGENET_NAMES_NOTE = "Class names: torchvision's ImageNet categories (the checkpoint carries none)."
+
+
+def class_names_for(loaded: LoadedModel) -> tuple[tuple[str, ...] | None, str | None]:
+    """The class names to show for ``loaded``, and a note when they are not the checkpoint's own.
+
+    A trained 1000-class ImageNet-stem network without names of its own gets torchvision's ImageNet
+    categories (shipped inside torchvision: nothing is downloaded), and the note says so.
+    """
+    if loaded.class_names:
+        return tuple(loaded.class_names), None
+    cfg = loaded.config
+    if loaded.trained and cfg.num_classes == 1000 and cfg.stem == "imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"]), IMAGENET_NAMES_NOTE
+    return None, None
 
 
 def attribute_images(
@@ -318,7 +435,9 @@ def attribute_images(
         raise AttributionError("Pick or upload at least one image.")
     x = loaded.preprocessing.tensor(list(images))
     options.setdefault("preprocessing", loaded.preprocessing)
-    return attribute(loaded.model, x, method, class_name=loaded.class_name, **options)  # type: ignore[arg-type]
+    names, _ = class_names_for(loaded)
+    namer = names if names is not None else loaded.class_name
+    return attribute(loaded.model, x, method, class_name=namer, **options)  # type: ignore[arg-type]
 
 
 def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_classes: int) -> int | None:

@@ -12,33 +12,17 @@ import io
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from resviz.analysis.methods import BASELINES, LAYER_METHODS, METHODS  # noqa: F401 (re-exported)
 from resviz.device import model_device
 from resviz.errors import ResvizError
 from resviz.hooks import model_lock, preserve_model_state
 from resviz.models.resnet import ResNet
 
-if TYPE_CHECKING:
-    pass
-METHODS: dict[str, str] = {
-    "gradcam": "Grad-CAM",
-    "guided_gradcam": "Guided Grad-CAM",
-    "saliency": "Saliency",
-    "integrated_gradients": "Integrated Gradients",
-    "occlusion": "Occlusion",
-}
-LAYER_METHODS = frozenset({"gradcam", "guided_gradcam"})  # the others attribute to the input pixels
-BASELINES: dict[str, str] = {
-    "black": "a black image",
-    "zeros": "zeros after normalization (the dataset's mean image)",
-    "blur": "a strongly blurred copy of the image",
-    "noise": "uniform noise (fixed seed)",
-}
 TOP_K = 5
 
 ClassNamer = Callable[[int], str]
@@ -82,6 +66,8 @@ class AttributionResult:
         targets: ``(N,)`` int64 the class each map explains.
         target_labels: ``N`` class names of ``targets``.
         prediction: the model's top-k for each image.
+        completeness: Integrated Gradients only: ``(N,)`` captum's convergence delta (the sum of
+            the attributions against ``f(x) - f(baseline)``) as a percent of ``|f(x) - f(baseline)|``.
     """
 
     method: str
@@ -91,6 +77,7 @@ class AttributionResult:
     targets: np.ndarray
     target_labels: tuple[str, ...]
     prediction: Prediction
+    completeness: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])
@@ -108,6 +95,7 @@ class AttributionResult:
             top_probs=self.prediction.probs,
             method=np.array(self.method),
             layer=np.array(self.layer or ""),
+            **({} if self.completeness is None else {"completeness_percent": self.completeness}),
         )
         return buf.getvalue()
 

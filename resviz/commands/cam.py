@@ -17,12 +17,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", default="random", help="random, imagenet (downloaded once) or a checkpoint path"
     )
-    parser.add_argument("--layer", help="dotted layer name for Grad-CAM (default: the last stage)")
-    # Not argparse choices: those would import torch (via the analysis module) for every --help.
+    from resviz.analysis.methods import method_help  # the table is torch-free
+
+    parser.add_argument("--layer", help="dotted layer name for the CAM methods (default: the last stage)")
+    # Checked in run(), not by argparse choices: a wrong name gets one sentence, not the usage text.
     parser.add_argument(
-        "--method",
-        default="gradcam",
-        help="gradcam (default), guided_gradcam, saliency, integrated_gradients or occlusion",
+        "--method", default="gradcam", metavar="METHOD", help=f"default gradcam. {method_help()}"
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method option, repeatable: batch_size (scorecam, ablationcam); baseline, steps, "
+        "noise_tunnel, nt_samples, nt_stdev (integrated_gradients); window, stride (occlusion)",
+    )
+    parser.add_argument(
+        "--grid-layers",
+        help="comma-separated layers: also write a grid per image (rows: these layers), <stem>_grid.png/.npz",
+    )
+    parser.add_argument(
+        "--grid-methods", help="comma-separated methods for the grid's columns (default: the --method)"
+    )
+    parser.add_argument(
+        "--twin",
+        action="store_true",
+        help="grid columns: the model with and without shortcuts (same weights)",
     )
     parser.add_argument("--target", help="class index or exact class name (default: the predicted class)")
     parser.add_argument("--opacity", type=float, default=0.5, help="of the map over the image (0-1)")
@@ -31,15 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resviz.analysis.attribution import METHODS, AttributionError, attribute_images, parse_target
+    from resviz.analysis.attribution import AttributionError, attribute_images, parse_target
+    from resviz.analysis.methods import get_method, make_options
     from resviz.device import configure_cpu_threads
     from resviz.errors import ImageError
     from resviz.images import load_file
     from resviz.models.weights import load_model
     from resviz.plots.attribution import colormap_lut, overlay, png_bytes
 
-    if args.method not in METHODS:
-        raise AttributionError(f"Unknown method {args.method!r}; choose one of {', '.join(METHODS)}.")
+    options = make_options(args.method, _key_values(args.option))
+    grid_methods = _grid_methods(args)
     try:
         colormap_lut(args.colormap)  # a bad name fails before any work is done
     except ValueError as exc:
@@ -61,8 +82,13 @@ def run(args: argparse.Namespace) -> int:
     if loaded.notice:
         print(f"note: {loaded.notice}", file=sys.stderr)
     target = parse_target(args.target, loaded.class_names, loaded.config.num_classes)
+    spec = get_method(args.method)
+    if spec.engine == "forward":
+        print(
+            f"note: {spec.label} costs one forward pass per channel of the layer, per image.", file=sys.stderr
+        )
     result = attribute_images(
-        loaded, [im.image for im in images], args.method, layer=args.layer, target=target
+        loaded, [im.image for im in images], args.method, layer=args.layer, target=target, options=options
     )
     views = loaded.preprocessing.array([im.image for im in images])
     try:
@@ -92,7 +118,72 @@ def run(args: argparse.Namespace) -> int:
         p = result.prediction
         top = ", ".join(f"{lab} {prob:.1%}" for lab, prob in zip(p.labels[i][:3], p.probs[i][:3]))
         print(f"{image.name}: explains {result.target_labels[i]!r}; top: {top} -> {base}.png, {base}.npz")
+        if result.completeness is not None:
+            print(_completeness_line(float(result.completeness[i])))
+        if args.grid_layers:
+            _write_grid(
+                args, loaded, image.image, views[i], int(result.targets[i]), grid_methods, options, stem
+            )
     return 2 if bad else 0
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    from resviz.errors import ResvizError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ResvizError(f"Give each option as KEY=VALUE; got {pair!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _grid_methods(args: argparse.Namespace) -> list[str]:
+    from resviz.analysis.methods import get_method
+
+    names = [m.strip() for m in (args.grid_methods or args.method).split(",") if m.strip()]
+    for name in names:
+        get_method(name)  # an unknown name fails before any work is done
+    return names
+
+
+def _completeness_line(percent: float) -> str:
+    hint = " (over 5%: more steps would help, --option steps=...)" if percent > 5 else ""
+    return f"  completeness error {percent:.1f}%{hint}"
+
+
+def _write_grid(args, loaded, image, view, target: int, methods, options, stem: str) -> None:
+    """The comparison grid of one image (the page's grid, from the same library call) as PNG + npz."""
+    import numpy as np
+
+    from resviz.analysis.attribution import comparison_cells
+    from resviz.models import make_twin
+    from resviz.plots.attribution import grid_image, png_bytes
+
+    layers = [name.strip() for name in args.grid_layers.split(",") if name.strip()]
+    twin = make_twin(loaded.model).eval() if args.twin else None
+    x = loaded.preprocessing.tensor([image])
+    cells = comparison_cells(
+        loaded.model,
+        x,
+        layers,
+        methods,
+        target=target,
+        options={args.method: options},
+        preprocessing=loaded.preprocessing,
+        twin=twin,
+    )
+    columns = list(dict.fromkeys(col for _, col in cells))
+    base = args.out / f"{stem}_grid"
+    rgb = grid_image(view, cells, layers, columns, opacity=args.opacity, colormap=args.colormap)
+    base.with_suffix(".png").write_bytes(png_bytes(rgb))
+    keys = [f"{r} | {c}" for r in layers for c in columns if (r, c) in cells]
+    with base.with_suffix(".npz").open("wb") as f:
+        np.savez_compressed(
+            f, maps=np.stack([cells[tuple(k.split(" | "))] for k in keys]), cells=np.array(keys)
+        )
+    print(f"  grid: rows {', '.join(layers)}; columns {', '.join(columns)} -> {base}.png, {base}.npz")
 
 
 def _save_one(result, i: int, path) -> None:  # a path or an open binary file
@@ -109,4 +200,5 @@ def _save_one(result, i: int, path) -> None:  # a path or an open binary file
         top_probs=p.probs[i],
         method=np.array(result.method),
         layer=np.array(result.layer or ""),
+        **({} if result.completeness is None else {"completeness_percent": result.completeness[i]}),
     )

@@ -105,14 +105,42 @@ def overlay_figure(
     """
     rgb = overlay(image, heat, opacity=opacity, colormap=colormap)
     fig = go.Figure(go.Image(source=_data_uri(rgb), hoverinfo="skip", name="overlay"))
+    fig.add_trace(color_scale_trace(colormap))
     _hide_axes(fig)
     fig.update_layout(
         title=title,
         height=height,
         margin=dict(l=0, r=0, t=36 if title else 0, b=0),
+        showlegend=False,
         meta={"kind": "attribution_overlay"},
     )
     return fig
+
+
+def color_scale_trace(colormap: str = "Jet") -> go.Scatter:
+    """An invisible trace whose colour bar says what the overlay's colours mean: each map is scaled
+    to ``[0, 1]`` per image, so 0 is the image's least and 1 its most attributed pixel."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        name="colour scale",
+        hoverinfo="skip",
+        marker=dict(
+            color=[0.0],
+            cmin=0.0,
+            cmax=1.0,
+            colorscale=colormap,
+            showscale=True,
+            colorbar=dict(
+                title=dict(text="per image", side="right"),
+                tickvals=[0.0, 0.5, 1.0],
+                ticktext=["0 least", "0.5", "1 most"],
+                thickness=12,
+                len=0.9,
+            ),
+        ),
+    )
 
 
 def top_k_figure(
@@ -149,7 +177,8 @@ def top_k_figure(
         xaxis=dict(
             range=[0, max([*probs, 0.01]) * 1.15], tickformat=".0%" if max([*probs, 0.0]) > 0.1 else ".1%"
         ),
-        yaxis=dict(automargin=True),
+        # Class names like "0".."9" must not become a numeric axis with ticks between the bars.
+        yaxis=dict(automargin=True, type="category"),
     )
     return fig
 
@@ -192,11 +221,38 @@ def comparison_grid(
             fig.add_trace(
                 go.Image(source=_data_uri(rgb), hoverinfo="skip", name=f"{row} · {col}"), row=r, col=c
             )
+    if rows and columns:
+        fig.add_trace(color_scale_trace(colormap), row=1, col=1)  # one scale: every cell is per image
     _hide_axes(fig)
     fig.update_yaxes(scaleanchor=None)
     fig.update_layout(
         height=max(1, len(rows)) * cell_px + 40,
         margin=dict(l=0, r=30, t=40, b=0),
+        showlegend=False,
         meta={"kind": "attribution_grid"},
     )
     return fig
+
+
+def grid_image(
+    image: np.ndarray,
+    cells: Mapping[tuple[str, str], np.ndarray],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    *,
+    opacity: float = 0.5,
+    colormap: str = "Jet",
+    gap: int = 4,
+) -> np.ndarray:
+    """The comparison grid as one ``(rows*H + gaps, columns*W + gaps, 3)`` uint8 image (white gaps,
+    blank missing cells), for files: the same cells as :func:`comparison_grid`, without titles."""
+    rgb = _as_rgb(image)
+    h, w = rgb.shape[:2]
+    out = np.full((len(rows) * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, col in enumerate(columns):
+            heat = cells.get((row, col))
+            if heat is not None:
+                y, x = r * (h + gap), c * (w + gap)
+                out[y : y + h, x : x + w] = overlay(rgb, heat, opacity=opacity, colormap=colormap)
+    return out

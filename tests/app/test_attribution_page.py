@@ -199,11 +199,12 @@ def test_comparison_grid_layers_methods_and_twin(app_test, monkeypatch):
     at.toggle(key=state.ATTR_GRID).set_value(True).run()
     assert not at.exception and not at.error
     grid = _figures(at, "attribution_grid")
-    assert len(grid) == 1 and len(grid[0]["data"]) == 8  # 4 stages x (Grad-CAM, Guided Grad-CAM)
+    images = [t for t in grid[0]["data"] if t["type"] == "image"]
+    assert len(grid) == 1 and len(images) == 8  # 4 stages x (Grad-CAM, Guided Grad-CAM)
     at.radio(key=state.ATTR_GRID_MODE).set_value("twin").run()
     assert not at.exception and not at.error
     grid = _figures(at, "attribution_grid")[0]
-    assert len(grid["data"]) == 8
+    assert len([t for t in grid["data"] if t["type"] == "image"]) == 8
     titles = {a["text"] for a in grid["layout"]["annotations"]}
     assert {"with shortcuts", "without shortcuts", "layer1", "layer4"} <= titles
 
@@ -223,3 +224,29 @@ def test_pretrained_button_switches_sidebar_weights(app_test, monkeypatch):
     # Offline: the loader falls back to random weights and the page says why, and still works.
     assert any("Using random weights instead" in w.value for w in at.warning)
     assert len(_figures(at, "attribution_overlay")) == 1
+
+
+def test_forward_pass_cam_says_its_cost_then_runs_on_a_click(app_test, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    at.selectbox(key=state.ATTR_METHOD).set_value("ablationcam").run()
+    assert not at.exception and not at.error
+    assert any("forward passes (64 channels x 1 image(s))" in i.value for i in at.info)
+    assert not _figures(at, "attribution_overlay")  # nothing runs before the click
+    at.button(key=state.ATTR_RUN).click().run()
+    assert not at.exception and not at.error
+    assert len(_figures(at, "attribution_overlay")) == 1
+    at.slider(key=state.ATTR_OPACITY).set_value(0.8).run()  # kept: no second click needed
+    assert len(_figures(at, "attribution_overlay")) == 1
+
+
+def test_new_cams_and_integrated_gradients_completeness(app_test, monkeypatch):
+    at = _open(app_test, monkeypatch)
+    for method in ("gradcampp", "eigencam"):
+        at.selectbox(key=state.ATTR_METHOD).set_value(method).run()
+        assert not at.exception and not at.error, method
+        overlay = _figures(at, "attribution_overlay")
+        assert len(overlay) == 1 and any(t.get("marker", {}).get("showscale") for t in overlay[0]["data"])
+    at.selectbox(key=state.ATTR_METHOD).set_value("integrated_gradients").run()
+    assert any("Completeness error" in c.value for c in [*at.caption, *at.warning])
+    top = [json.loads(n.proto.spec) for n in at.get("plotly_chart")]
+    assert any(f["layout"].get("yaxis", {}).get("type") == "category" for f in top)

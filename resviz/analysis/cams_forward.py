@@ -1,0 +1,235 @@
+"""Score-CAM and Ablation-CAM: channel weights from forward passes, batched, with progress and stop.
+
+Both cost one forward pass per channel of the layer (512 at ResNet-18's ``layer4``), so both take a
+``batch_size``, report progress through a callback that can stop them, and have a cost that
+:func:`forward_passes` tells before running. The formulas follow pytorch-grad-cam 1.5 (its
+constants included), which the tests compare against; what is done differently is only speed:
+
+- Ablation-CAM (Desai & Ramaswamy 2020, https://openaccess.thecvf.com/content_WACV_2020/papers/
+  Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_WACV_2020_paper.pdf)
+  starts each batch from the layer's activation: the network below the layer runs for one image
+  per batch, and a forward hook hands the layers above it the batch of ablated copies (the other
+  tensors the rest of the block reads, such as the shortcut, broadcast over that batch). Exact.
+- Score-CAM (Wang et al. 2020, https://arxiv.org/abs/1910.01279) must run the whole network on each
+  masked image; channels whose mask is constant give the all-zero input, evaluated once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resviz.analysis.attribution_core import (
+    TOP_K,
+    AttributionError,
+    AttributionResult,
+    ClassNamer,
+    _analysis_mode,
+    _check_input,
+    _class_namer,
+    _prediction,
+    _targets,
+    _upsample,
+    normalize_maps,
+)
+from resviz.device import oom_guard
+from resviz.errors import LayerNotUsedError
+from resviz.hooks import forward_hooks, resolve_layers
+
+Progress = Callable[[int, int], bool | None]  # (done, total) -> False to stop
+
+
+class AttributionStopped(AttributionError):
+    """The person stopped a long attribution before it finished."""
+
+
+def forward_passes(channels: int, images: int = 1) -> int:
+    """Forward passes Score-CAM or Ablation-CAM costs: one per channel per image (an upper bound
+    for Score-CAM, which evaluates the all-zero input of constant channels once)."""
+    return int(channels) * int(images)
+
+
+def _layer_activation(model: nn.Module, x: Tensor, layer: str) -> tuple[Tensor, Tensor, int]:
+    """``(logits (N, K), activation (N, C, h, w), calls)`` from one gradient-free forward.
+
+    A module called several times (a block's shared ReLU) gives its last call's output, as captum's
+    and pytorch-grad-cam's hooks do; ``calls`` counts them.
+    """
+    got: list[Tensor] = []
+
+    def keep(_m: nn.Module, _i: object, out: object) -> None:
+        if isinstance(out, Tensor):
+            got.append(out.detach())
+
+    with forward_hooks(model, {layer: keep}):
+        logits = model(x)
+    if not got:
+        raise LayerNotUsedError.for_layer(layer)
+    if got[-1].ndim != 4:
+        raise AttributionError(
+            f"This method needs a layer with spatial output (N, C, H, W); {layer!r} has none."
+        )
+    return logits, got[-1], len(got)
+
+
+def _tick(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None and progress(done, total) is False:
+        raise AttributionStopped(f"Stopped after {done} of {total} forward passes.")
+
+
+def _score_cam_weights(
+    model: nn.Module, x: Tensor, act: Tensor, targets: Tensor, batch_size: int, progress: Progress | None
+) -> Tensor:
+    """``(N, C)`` softmax over channels of the target score of each masked image."""
+    n, c = act.shape[:2]
+    up = F.interpolate(act, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=True)
+    flat = up.flatten(2)
+    lo, hi = flat.amin(dim=2), flat.amax(dim=2)  # (N, C)
+    masks = (up - lo[..., None, None]) / (hi - lo + 1e-8)[..., None, None]
+    constant = hi == lo  # a constant channel masks the whole image to zero
+    zero_score = model(torch.zeros_like(x[:1]))[0] if bool(constant.any()) else None
+    scores = torch.empty(n, c, device=x.device)
+    total, done = n * c, 0
+    for i in range(n):
+        t = int(targets[i])
+        live = torch.nonzero(~constant[i]).flatten()
+        if zero_score is not None:
+            scores[i, constant[i]] = zero_score[t]
+        done += c - live.numel()
+        for s in range(0, live.numel(), batch_size):
+            idx = live[s : s + batch_size]
+            scores[i, idx] = model(x[i : i + 1] * masks[i, idx, None])[:, t]
+            done += idx.numel()
+            _tick(progress, done, total)
+    return scores.softmax(dim=1)
+
+
+def _ablation_value(act: Tensor) -> float:
+    # pytorch-grad-cam's choice: zero after a ReLU (minimum 0), else far below the minimum.
+    low = float(act.min())
+    return 0.0 if low == 0.0 else low - 1e7
+
+
+def _ablation_cam_weights(
+    model: nn.Module,
+    x: Tensor,
+    layer: str,
+    act: Tensor,
+    calls: int,
+    logits: Tensor,
+    targets: Tensor,
+    batch_size: int,
+    progress: Progress | None,
+) -> Tensor:
+    """``(N, C)``: ``(y - y_ablated_c) / y`` with channel ``c`` of the layer set to the ablation value."""
+    n, c = act.shape[:2]
+    original = logits.gather(1, targets[:, None])[:, 0]
+    drops = torch.empty(n, c, device=x.device)
+    batch: list[Tensor] = []
+    seen = [0]
+
+    def replace(_m: nn.Module, _i: object, out: Tensor) -> Tensor | None:
+        seen[0] += 1
+        return batch[0] if seen[0] % calls == 0 else None  # only the call the activation came from
+
+    total = n * c
+    with forward_hooks(model, {layer: replace}):
+        for i in range(n):
+            value = _ablation_value(act[i])
+            for s in range(0, c, batch_size):
+                idx = torch.arange(s, min(s + batch_size, c), device=x.device)
+                ablated = act[i : i + 1].repeat(idx.numel(), 1, 1, 1)
+                ablated[torch.arange(idx.numel()), idx] = value
+                batch[:] = [ablated]
+                out = model(x[i : i + 1])  # the rest of the network broadcasts over the batch
+                if out.shape[0] != idx.numel():
+                    raise AttributionError(f"Ablation-CAM cannot batch the layers after {layer!r}.")
+                drops[i, idx] = out[:, int(targets[i])]
+                _tick(progress, i * c + int(idx[-1]) + 1, total)
+    return (original[:, None] - drops) / original[:, None]
+
+
+def forward_cam(
+    model: nn.Module,
+    x: Tensor,
+    layer: str,
+    method: str,
+    *,
+    target: int | Sequence[int] | None = None,
+    class_name: ClassNamer | Sequence[str] | None = None,
+    top_k: int = TOP_K,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> AttributionResult:
+    """Score-CAM or Ablation-CAM at one layer for a batch of images.
+
+    Args:
+        model: a classifier; its lock is held and its modes are restored.
+        x: ``(N, C, H, W)`` normalized images.
+        layer: dotted module name with spatial output.
+        method: ``"scorecam"`` or ``"ablationcam"``.
+        target: class to explain (one, or one per image); ``None``: the predicted class.
+        class_name: class names for the labels.
+        top_k: classes kept in the prediction.
+        batch_size: forward passes evaluated together.
+        progress: called with ``(done, total)`` forward passes after each batch; returning ``False``
+            stops the run with :class:`AttributionStopped`.
+
+    Returns:
+        maps ``(N, H, W)`` in ``[0, 1]``; raw ``(N, h, w)``, the weighted channel sum before the ReLU.
+    """
+    if method not in ("scorecam", "ablationcam"):
+        raise AttributionError(f"{method!r} is not a forward-pass CAM; choose scorecam or ablationcam.")
+    if int(batch_size) < 1:
+        raise AttributionError("The batch size must be at least 1.")
+    resolve_layers(model, [layer])
+    x = _check_input(model, x)
+    namer = _class_namer(class_name)
+    label = "Score-CAM" if method == "scorecam" else "Ablation-CAM"
+    with _analysis_mode(model), oom_guard(label), torch.no_grad():
+        logits, act, calls = _layer_activation(model, x, layer)
+        targets = _targets(target, logits)
+        if method == "scorecam":
+            weights = _score_cam_weights(model, x, act, targets, int(batch_size), progress)
+        else:
+            weights = _ablation_cam_weights(
+                model, x, layer, act, calls, logits, targets, int(batch_size), progress
+            )
+        cam = (weights[:, :, None, None] * act).sum(dim=1)
+        up = _upsample(F.relu(cam)[:, None], tuple(x.shape[-2:]))
+        prediction = _prediction(logits, namer, top_k)
+    target_np = targets.cpu().numpy().astype(np.int64)
+    return AttributionResult(
+        method=method,
+        layer=layer,
+        maps=normalize_maps(up[:, 0]).float().cpu().numpy(),
+        raw=cam.float().cpu().numpy(),
+        targets=target_np,
+        target_labels=tuple(namer(int(t)) for t in target_np),
+        prediction=prediction,
+    )
+
+
+def probe_layer(model: nn.Module, layer: str, side: int, in_channels: int = 3) -> tuple[int, float]:
+    """``(channels of the layer, seconds per forward pass of one image)``, measured on a batch of 8
+    zero images at ``side`` pixels: what a page needs to say a forward-pass CAM's cost before it runs."""
+    import time
+
+    x = torch.zeros(8, in_channels, side, side)
+    with _analysis_mode(model), torch.no_grad():
+        _check_input(model, x)
+        x = x.to(next(model.parameters()).device)
+        t0 = time.perf_counter()
+        _, act, _ = _layer_activation(model, x, layer)
+        seconds = (time.perf_counter() - t0) / 8
+    return int(act.shape[1]), seconds
+
+
+def estimate_seconds(passes: int, seconds_per_pass: float) -> int:
+    """A time estimate from a measured forward pass, rounded up to a whole second."""
+    return math.ceil(max(0.0, passes * seconds_per_pass))

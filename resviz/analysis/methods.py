@@ -1,0 +1,287 @@
+"""The table of attribution methods: what each is, what it costs, and its options. No torch here.
+
+The Attribution page, ``python -m resviz cam --method`` and the README's list read this table, so
+adding a method is one row here and one function (:mod:`resviz.analysis.cams` for a gradient CAM).
+Options are small frozen dataclasses: hashable, so a page can cache on them, and each field's
+``metadata`` carries its label, range and help for widgets and the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+BASELINES: dict[str, str] = {
+    "black": "a black image",
+    "zeros": "zeros after normalization (the dataset's mean image)",
+    "blur": "a strongly blurred copy of the image",
+    "noise": "uniform noise (fixed seed)",
+}
+
+
+class Kind(str, Enum):
+    """Where a method's map lives."""
+
+    CAM = "CAM on a layer"  # a layer's channels weighted, upsampled to the input
+    LAYER = "layer attribution"  # a layer's CAM combined with input gradients (Guided Grad-CAM)
+    INPUT = "input attribution"  # per pixel of the input; no layer
+
+
+def _opt(default: Any, label: str, help: str, lo: float | None = None, hi: float | None = None, **more: Any):
+    return field(default=default, metadata={"label": label, "help": help, "min": lo, "max": hi, **more})
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A method without options."""
+
+
+@dataclass(frozen=True)
+class ForwardCamOptions:
+    """Score-CAM and Ablation-CAM: one forward pass per channel, evaluated in batches."""
+
+    batch_size: int = _opt(64, "Batch size", "forward passes evaluated together (memory vs speed)", 1, 1024)
+
+
+@dataclass(frozen=True)
+class IntegratedGradientsOptions:
+    """Integrated Gradients (Sundararajan et al. 2017) and its SmoothGrad noise tunnel."""
+
+    baseline: str = _opt("black", "Baseline", "the path's starting point", choices=tuple(BASELINES))
+    steps: int = _opt(32, "Steps", "points along the path; more steps, smaller completeness error", 2, 256)
+    noise_tunnel: bool = _opt(False, "Noise tunnel (SmoothGrad)", "average over noisy copies of the image")
+    nt_samples: int = _opt(4, "Noisy samples", "noisy copies per image for the noise tunnel", 1, 32)
+    nt_stdev: float = _opt(0.15, "Noise level", "noise std as a fraction of the input's range", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OcclusionOptions:
+    """Occlusion (Zeiler & Fergus 2014): a square of zeros (the mean colour) slid over the image."""
+
+    window: int | None = _opt(None, "Occluding square (pixels)", "default: a seventh of the input", 1, 4096)
+    stride: int | None = _opt(None, "Stride (pixels)", "default: half the square", 1, 4096)
+
+
+def occlusion_plan(side: int, window: int | None = None, stride: int | None = None) -> tuple[int, int, int]:
+    """Occlusion's square, its stride and the forward passes it costs per image at ``side`` pixels.
+
+    Defaults: a square of a seventh of the input, moved by half its side. Each position is one
+    forward pass, so a person can be told the cost before asking for it.
+    """
+    w = int(window or max(2, side // 7))
+    s = int(stride or max(1, w // 2))
+    if not 1 <= w <= side or s < 1:
+        from resviz.errors import ResvizError
+
+        raise ResvizError(f"The occlusion window must be 1 to {side} pixels and the stride positive.")
+    per_side = math.ceil((side - w) / s) + 1
+    return w, s, per_side * per_side
+
+
+# (options, channels of the layer, input side) -> (forward passes, backward passes) per image
+CostModel = Callable[[Any, int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of the table.
+
+    Attributes:
+        name: the stable identifier scripts use (``--method``).
+        label: for people.
+        kind: where the map lives.
+        engine: ``"gradient"`` (the shared one forward + one backward), ``"forward"`` (batched
+            forward passes per channel) or ``"captum"``.
+        cost: forward and backward passes per image, from the options, the layer's channels and the
+            input's side.
+        cost_text: the same in words, for the README and the CLI's help.
+        options: the options dataclass, instantiable with no arguments for the defaults.
+        reference: the paper, and the library whose implementation the tests compare with.
+    """
+
+    name: str
+    label: str
+    kind: Kind
+    engine: str
+    cost: CostModel
+    cost_text: str
+    options: type = NoOptions
+    reference: str = ""
+
+    @property
+    def needs_layer(self) -> bool:
+        return self.kind is not Kind.INPUT
+
+    def default_options(self) -> Any:
+        return self.options()
+
+
+def _one_pass(_o: Any, _c: int, _s: int) -> tuple[int, int]:
+    return 1, 1
+
+
+def _ig_cost(o: IntegratedGradientsOptions, _c: int, _s: int) -> tuple[int, int]:
+    per = o.steps * (o.nt_samples if o.noise_tunnel else 1)
+    return 2 + per, per  # prediction + baseline forwards, then the path
+
+
+def _occlusion_cost(o: OcclusionOptions, _c: int, side: int) -> tuple[int, int]:
+    return 2 + occlusion_plan(side, o.window, o.stride)[2], 0
+
+
+def _gcam(name: str, label: str, reference: str) -> MethodSpec:
+    text = "1 forward + 1 backward (shared by every gradient CAM and layer)"
+    return MethodSpec(name, label, Kind.CAM, "gradient", _one_pass, text, reference=reference)
+
+
+_PGC = "pytorch-grad-cam"
+METHOD_TABLE: tuple[MethodSpec, ...] = (
+    _gcam("gradcam", "Grad-CAM", f"Selvaraju et al. 2017; captum LayerGradCam, {_PGC}"),
+    _gcam("gradcampp", "Grad-CAM++", f"Chattopadhyay et al. 2018; {_PGC}"),
+    _gcam("xgradcam", "XGrad-CAM", f"Fu et al. 2020; {_PGC}"),
+    _gcam("layercam", "LayerCAM", f"Jiang et al. 2021; {_PGC}"),
+    _gcam("hirescam", "HiResCAM", f"Draelos & Carin 2020; {_PGC}"),
+    _gcam("gradcam_elementwise", "Element-wise Grad-CAM", f"{_PGC} GradCAMElementWise"),
+    _gcam("eigengradcam", "EigenGrad-CAM", f"{_PGC} EigenGradCAM"),
+    MethodSpec(
+        "eigencam",
+        "Eigen-CAM",
+        Kind.CAM,
+        "gradient",
+        lambda _o, _c, _s: (1, 0),
+        "1 forward (no gradient)",
+        reference=f"Muhammad & Yeasin 2020; {_PGC}",
+    ),
+    MethodSpec(
+        "scorecam",
+        "Score-CAM",
+        Kind.CAM,
+        "forward",
+        lambda _o, c, _s: (1 + c, 0),
+        "1 forward per channel of the layer (batched), on the masked image",
+        ForwardCamOptions,
+        f"Wang et al. 2020; {_PGC}",
+    ),
+    MethodSpec(
+        "ablationcam",
+        "Ablation-CAM",
+        Kind.CAM,
+        "forward",
+        lambda _o, c, _s: (1 + c, 0),
+        "1 forward per channel of the layer (batched), from the layer's activation up",
+        ForwardCamOptions,
+        f"Desai & Ramaswamy 2020; {_PGC}",
+    ),
+    MethodSpec(
+        "guided_gradcam",
+        "Guided Grad-CAM",
+        Kind.LAYER,
+        "captum",
+        lambda _o, _c, _s: (3, 2),
+        "3 forwards + 2 backwards",
+        reference="Selvaraju et al. 2017; captum GuidedGradCam",
+    ),
+    MethodSpec(
+        "saliency",
+        "Saliency",
+        Kind.INPUT,
+        "captum",
+        lambda _o, _c, _s: (2, 1),
+        "2 forwards + 1 backward",
+        reference="Simonyan et al. 2013; captum Saliency",
+    ),
+    MethodSpec(
+        "integrated_gradients",
+        "Integrated Gradients",
+        Kind.INPUT,
+        "captum",
+        _ig_cost,
+        "2 + steps (x noisy samples) forwards and as many backwards",
+        IntegratedGradientsOptions,
+        "Sundararajan et al. 2017; captum IntegratedGradients",
+    ),
+    MethodSpec(
+        "occlusion",
+        "Occlusion",
+        Kind.INPUT,
+        "captum",
+        _occlusion_cost,
+        "2 + 1 forward per position of the square",
+        OcclusionOptions,
+        "Zeiler & Fergus 2014; captum Occlusion",
+    ),
+)
+METHODS_BY_NAME: dict[str, MethodSpec] = {m.name: m for m in METHOD_TABLE}
+METHODS: dict[str, str] = {m.name: m.label for m in METHOD_TABLE}
+LAYER_METHODS = frozenset(m.name for m in METHOD_TABLE if m.needs_layer)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The row for ``name``; an unknown name raises an error that lists the choices."""
+    try:
+        return METHODS_BY_NAME[name]
+    except KeyError:
+        from resviz.errors import ResvizError
+
+        raise ResvizError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.") from None
+
+
+def make_options(method: str, values: dict[str, Any] | None = None) -> Any:
+    """The method's options from ``{field: value}`` (strings from a CLI are converted), checked
+    against each field's choices and range; unknown fields raise an error that lists the known ones."""
+    from resviz.errors import ResvizError
+
+    spec = get_method(method)
+    fields = {f.name: f for f in dataclasses.fields(spec.options)}
+    out: dict[str, Any] = {}
+    for key, raw in (values or {}).items():
+        f = fields.get(key)
+        if f is None:
+            known = ", ".join(fields) or "none"
+            raise ResvizError(f"{spec.label} has no option {key!r}; its options: {known}.")
+        out[key] = _convert(spec.label, f, raw)
+    return spec.options(**out)
+
+
+def _convert(label: str, f: dataclasses.Field, raw: Any) -> Any:
+    from resviz.errors import ResvizError
+
+    default, meta = f.default, f.metadata
+    try:
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("", "none", "default")):
+            value = None if default is None else default
+        elif isinstance(default, bool):
+            value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, float):
+            value = float(raw)
+        elif isinstance(default, int) or "int" in str(f.type):
+            value = int(raw)
+        else:
+            value = str(raw)
+    except ValueError:
+        raise ResvizError(f"{label}'s option {f.name} must be a number; got {raw!r}.") from None
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ResvizError(f"{label}'s option {f.name} must be one of {', '.join(meta['choices'])}.")
+    lo, hi = meta.get("min"), meta.get("max")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        raise ResvizError(f"{label}'s option {f.name} must be between {lo} and {hi}; got {value}.")
+    return value
+
+
+def method_help() -> str:
+    """One line per method for ``--help``: name, label and cost."""
+    return "; ".join(f"{m.name} ({m.label}: {m.cost_text})" for m in METHOD_TABLE)
+
+
+def readme_table() -> str:
+    """The README's Markdown table of every method with its kind, cost and options."""
+    rows = ["| method | name | kind | cost per image | options | reference |", "|---|---|---|---|---|---|"]
+    for m in METHOD_TABLE:
+        opts = ", ".join(f"`{f.name}={f.default}`" for f in dataclasses.fields(m.options)) or "-"
+        rows.append(f"| {m.label} | `{m.name}` | {m.kind.value} | {m.cost_text} | {opts} | {m.reference} |")
+    return "\n".join(rows)
