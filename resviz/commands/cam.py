@@ -54,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from resviz.analysis.attribution import AttributionError, attribute_images, parse_target
     from resviz.analysis.methods import get_method, make_options
     from resviz.device import configure_cpu_threads
-    from resviz.errors import ImageError
-    from resviz.images import load_file
     from resviz.models.weights import load_model
-    from resviz.plots.attribution import colormap_lut, overlay, png_bytes
+    from resviz.plots.attribution import colormap_lut
 
     options = make_options(args.method, _key_values(args.option))
     grid_methods = _grid_methods(args)
@@ -65,16 +63,7 @@ def run(args: argparse.Namespace) -> int:
         colormap_lut(args.colormap)  # a bad name fails before any work is done
     except ValueError as exc:
         raise AttributionError(str(exc)) from exc
-    # Every file is checked before the model loads. A bad one is reported in a sentence and skipped:
-    # the good ones are still explained, and the exit status is 2 so scripts notice.
-    images, paths, bad = [], [], 0
-    for path in args.images:
-        try:
-            images.append(load_file(path))
-            paths.append(path)
-        except ImageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            bad += 1
+    images, paths, bad = _read_images(args.images)
     if not images:
         return 2
     configure_cpu_threads()
@@ -91,30 +80,9 @@ def run(args: argparse.Namespace) -> int:
         loaded, [im.image for im in images], args.method, layer=args.layer, target=target, options=options
     )
     views = loaded.preprocessing.array([im.image for im in images])
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from resviz.errors import ResvizError
-
-        raise ResvizError(f"Cannot create the output folder {args.out}: {exc.strerror}.") from exc
-    stems: dict[str, int] = {}
-    for i, (image, path) in enumerate(zip(images, paths)):
-        stem = Path(path).stem
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:  # two inputs with the same name from different folders
-            stem = f"{stem}_{stems[stem]}"
-        base = args.out / f"{stem}_{args.method}"
-        rgb = overlay(views[i], result.maps[i], opacity=args.opacity, colormap=args.colormap)
-        png, npz = base.with_suffix(".png"), base.with_suffix(".npz")
-        try:
-            png.write_bytes(png_bytes(rgb))
-            with npz.open("wb") as f:  # an open file: np.savez never renames what it is given
-                _save_one(result, i, f)
-        except OSError as exc:
-            from resviz.errors import ResvizError
-
-            where = exc.filename or png
-            raise ResvizError(f"Cannot write {where}: {exc.strerror or exc}.") from exc
+    _make_folder(args.out)
+    for i, (image, stem) in enumerate(zip(images, _unique_stems(paths))):
+        base = _write_outputs(args, result, views[i], i, stem)
         p = result.prediction
         top = ", ".join(f"{lab} {prob:.1%}" for lab, prob in zip(p.labels[i][:3], p.probs[i][:3]))
         print(f"{image.name}: explains {result.target_labels[i]!r}; top: {top} -> {base}.png, {base}.npz")
@@ -125,6 +93,64 @@ def run(args: argparse.Namespace) -> int:
                 args, loaded, image.image, views[i], int(result.targets[i]), grid_methods, options, stem
             )
     return 2 if bad else 0
+
+
+def _read_images(files: list[str]) -> tuple[list, list[str], int]:
+    """Every file checked before the model loads: ``(images, their paths, how many were bad)``.
+
+    A bad one is reported in a sentence and skipped: the good ones are still explained, and the
+    exit status is 2 so scripts notice.
+    """
+    from resviz.errors import ImageError
+    from resviz.images import load_file
+
+    images, paths, bad = [], [], 0
+    for path in files:
+        try:
+            images.append(load_file(path))
+            paths.append(path)
+        except ImageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+    return images, paths, bad
+
+
+def _unique_stems(paths: list[str]) -> list[str]:
+    """File stems, numbered where two inputs of the same name come from different folders."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
+
+
+def _make_folder(out: Path) -> None:
+    from resviz.errors import ResvizError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResvizError(f"Cannot create the output folder {out}: {exc.strerror}.") from exc
+
+
+def _write_outputs(args: argparse.Namespace, result, view, i: int, stem: str) -> Path:
+    """The overlay PNG and the raw-map npz of image ``i``; returns their common path without suffix."""
+    from resviz.errors import ResvizError
+    from resviz.plots.attribution import overlay, png_bytes
+
+    base = args.out / f"{stem}_{args.method}"
+    rgb = overlay(view, result.maps[i], opacity=args.opacity, colormap=args.colormap)
+    png, npz = base.with_suffix(".png"), base.with_suffix(".npz")
+    try:
+        png.write_bytes(png_bytes(rgb))
+        with npz.open("wb") as f:  # an open file: np.savez never renames what it is given
+            _save_one(result, i, f)
+    except OSError as exc:
+        where = exc.filename or png
+        raise ResvizError(f"Cannot write {where}: {exc.strerror or exc}.") from exc
+    return base
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:

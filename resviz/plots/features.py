@@ -140,8 +140,6 @@ def mosaic_figure(
         tile_values: optional ``(K,)`` number per tile shown in the hover (e.g. the mean activation).
         column_titles: text above each tile column (the block comparison's "F(x)", "shortcut"...).
     """
-    h, w = mosaic.tile
-    step_y, step_x = h + mosaic.pad, w + mosaic.pad
     ticks = [0, TOP // 2, TOP]
     values = [mosaic.vmin + (mosaic.vmax - mosaic.vmin) * t / TOP for t in ticks]
     fig = go.Figure(
@@ -155,11 +153,35 @@ def mosaic_figure(
             name="maps",
         )
     )
-    # One invisible marker per tile centre: hover and click report the tile, not the pixel. A
-    # scatter, not a heatmap: plotly's click-to-select skips heatmap traces (no selectPoints).
-    # With no hover cut-off the nearest centre wins, i.e. the tile under the pointer.
-    n = mosaic.rows * mosaic.cols
-    r, c = np.divmod(np.arange(n), mosaic.cols)
+    _add_tile_traces(fig, mosaic, colorscale, hover_prefix, tile_values)
+    _add_column_titles(fig, mosaic, column_titles or ())
+    aspect = mosaic.z.shape[0] / mosaic.z.shape[1]
+    fig.update_layout(
+        title=title or None,
+        height=int(min(1000, max(260, 720 * aspect + (60 if title else 30)))),
+        margin=dict(l=10, r=10, t=50 if (title or column_titles) else 20, b=10),
+        plot_bgcolor="white",
+        hoverdistance=-1,
+        hovermode="closest",
+    )
+    # Fixed ranges: autorange would pad for the (invisible) markers and shrink the mosaic.
+    height, width = mosaic.z.shape
+    fig.update_xaxes(visible=False, constrain="domain", range=[-0.5, width - 0.5])
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain")
+    return fig
+
+
+def _add_tile_traces(
+    fig: go.Figure, mosaic: Mosaic, colorscale: str, hover_prefix: str, tile_values: np.ndarray | None
+) -> None:
+    """An invisible marker per tile centre (hover and click) and the channel number on each tile.
+
+    A marker, not the heatmap, answers the pointer: plotly's click-to-select skips heatmap traces
+    (no selectPoints), and with no hover cut-off the nearest centre wins, i.e. the tile under it.
+    """
+    h, w = mosaic.tile
+    step_y, step_x = h + mosaic.pad, w + mosaic.pad
+    r, c = np.divmod(np.arange(mosaic.rows * mosaic.cols), mosaic.cols)
     show = [i for i, s in enumerate(mosaic.labels) if s]
     hover = "%{text}"
     custom = None
@@ -195,10 +217,15 @@ def mosaic_figure(
             name="labels",
         )
     )
-    # Above the plot area (paper y = 1): an annotation at a data y outside the axis range is not drawn.
-    for j, label in enumerate(column_titles or ()):
+
+
+def _add_column_titles(fig: go.Figure, mosaic: Mosaic, titles: Sequence[str]) -> None:
+    """Text above each tile column, at paper y = 1: an annotation at a data y outside the axis range
+    is not drawn."""
+    w = mosaic.tile[1]
+    for j, label in enumerate(titles):
         fig.add_annotation(
-            x=j * step_x + (w - 1) / 2,
+            x=j * (w + mosaic.pad) + (w - 1) / 2,
             y=1,
             xref="x",
             yref="paper",
@@ -208,20 +235,6 @@ def mosaic_figure(
             font=dict(size=13),
             name="column title",
         )
-    aspect = mosaic.z.shape[0] / mosaic.z.shape[1]
-    fig.update_layout(
-        title=title or None,
-        height=int(min(1000, max(260, 720 * aspect + (60 if title else 30)))),
-        margin=dict(l=10, r=10, t=50 if (title or column_titles) else 20, b=10),
-        plot_bgcolor="white",
-        hoverdistance=-1,
-        hovermode="closest",
-    )
-    # Fixed ranges: autorange would pad for the (invisible) markers and shrink the mosaic.
-    height, width = mosaic.z.shape
-    fig.update_xaxes(visible=False, constrain="domain", range=[-0.5, width - 0.5])
-    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain")
-    return fig
 
 
 def grid_figure(

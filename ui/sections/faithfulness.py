@@ -57,8 +57,7 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
         model_key: identifies ``loaded`` across reruns and sessions (the page's ``repr(choice)``):
             the twin is cached under it.
     """
-    from resviz.analysis.attribution import METHODS
-    from resviz.analysis.faithfulness import REFERENCE, default_methods, estimate_seconds
+    from resviz.analysis.faithfulness import estimate_seconds
     from resviz.analysis.pairs import held_out
     from resviz.analysis.road import ALL_PERCENTILES, PERCENTILES
 
@@ -76,6 +75,41 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
             "Load a saved run on shapes or digits in the sidebar (held-out images), or pick images above."
         )
         return
+    settings = _settings(sources)
+    if settings is None:
+        return
+    source, n, methods, steps, road = settings
+    percentiles = PERCENTILES if road == "4" else ALL_PERCENTILES
+    digests = tuple(im.digest for im in images) if source == IMAGES else ()
+    request = (model_key, source, int(n), tuple(methods), int(steps), road, digests)
+    reports: dict = st.session_state.setdefault(state.FAITH_REPORTS, {})
+    if request not in reports:
+        # The inputs, the twin and the timed probe are made once per request, not on every rerun
+        # of the page (an opacity change above must not redo them).
+        estimates: dict = st.session_state.setdefault(state.FAITH_PROBE, {})
+        if request not in estimates:
+            x = _inputs(loaded, source, int(n), images)[0]
+            estimates[request] = (
+                estimate_seconds(loaded.model, x, methods, steps=steps, percentiles=percentiles),
+                len(x),
+            )
+        _ask(request, *estimates[request])
+        if request not in st.session_state.get(state.FAITH_ASKED, set()):
+            return
+        x, targets, masks, what = _inputs(loaded, source, int(n), images)
+        pair = _pair(model_key, loaded)
+        report = _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, request)
+        reports[request] = report
+        while len(reports) > MAX_REPORTS:
+            reports.pop(next(iter(reports)))
+    _show(reports[request])
+
+
+def _settings(sources: list[str]) -> tuple | None:
+    """The section's widgets: ``(source, n, methods, steps, road)``, or None until a method is picked."""
+    from resviz.analysis.attribution import METHODS
+    from resviz.analysis.faithfulness import REFERENCE, default_methods
+
     labels = {HELD_OUT: "held-out images of the run's dataset", IMAGES: "the images picked above"}
     c1, c2 = st.columns(2)
     source = c1.radio(
@@ -103,31 +137,8 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
     )
     if not methods:
         st.info("Pick at least one method.")
-        return
-    percentiles = PERCENTILES if road == "4" else ALL_PERCENTILES
-    digests = tuple(im.digest for im in images) if source == IMAGES else ()
-    request = (model_key, source, int(n), tuple(methods), int(steps), road, digests)
-    reports: dict = st.session_state.setdefault(state.FAITH_REPORTS, {})
-    if request not in reports:
-        # The inputs, the twin and the timed probe are made once per request, not on every rerun
-        # of the page (an opacity change above must not redo them).
-        estimates: dict = st.session_state.setdefault(state.FAITH_PROBE, {})
-        if request not in estimates:
-            x = _inputs(loaded, source, int(n), images)[0]
-            estimates[request] = (
-                estimate_seconds(loaded.model, x, methods, steps=steps, percentiles=percentiles),
-                len(x),
-            )
-        _ask(request, *estimates[request])
-        if request not in st.session_state.get(state.FAITH_ASKED, set()):
-            return
-        x, targets, masks, what = _inputs(loaded, source, int(n), images)
-        pair = _pair(model_key, loaded)
-        report = _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, request)
-        reports[request] = report
-        while len(reports) > MAX_REPORTS:
-            reports.pop(next(iter(reports)))
-    _show(reports[request])
+        return None
+    return source, n, methods, steps, road
 
 
 def _ask(request: tuple, seconds: float, n: int) -> None:
