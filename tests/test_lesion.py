@@ -306,3 +306,28 @@ def test_cli_bad_input_is_one_sentence_and_exit_2(shapes_runs, capsys, extra, wo
     code, out, err = _cli(["lesion", *extra, "--images", "8", "--json"], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_imagenet_weights_are_lesioned_against_their_own_top1_on_the_sample_photos():
+    from resviz.analysis.lesion import LesionSettings, lesion_study, study_data
+    from resviz.models import create_model
+    from resviz.models.weights import LoadedModel
+    from resviz.preprocessing import for_config
+
+    model = create_model("resnet_tiny", num_classes=1000, seed=0).eval()
+    loaded = LoadedModel(
+        model=model,
+        name="resnet_tiny",
+        weights="imagenet",  # what the sidebar's ImageNet choice gives: trained, 1000 named classes
+        source="ImageNet (test stand-in)",
+        preprocessing=for_config(model.config),
+        class_names=tuple(f"class {i}" for i in range(1000)),
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y, what = study_data(loaded, 3)
+    assert len(y) == 3 and "sample photos" in what and "disagreement" in what
+    with torch.no_grad():
+        assert torch.equal(model(x).argmax(1), y)  # the labels are the intact model's own top-1
+    study = lesion_study(loaded, LesionSettings(n_images=3, ks=(1,), swap_ks=(1,), draws=1))
+    assert study.residual.intact_error == 0.0  # the intact network agrees with itself
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -354,6 +354,8 @@ def study_data(loaded: LoadedModel, n: int) -> tuple[Tensor, Tensor, str]:
     from resviz.analysis.pairs import held_out
 
     data = held_out(loaded, n)
+    if data is None and loaded.trained and loaded.class_names and len(loaded.class_names) == 1000:
+        return _agreement_data(loaded, n)
     if data is None:
         why = (
             "it is untrained (random weights)"
@@ -368,6 +370,20 @@ def study_data(loaded: LoadedModel, n: int) -> tuple[Tensor, Tensor, str]:
     if data.x_test.shape[1] != cfg.in_channels or data.num_classes > cfg.num_classes:
         raise LesionError(f"The held-out {data.name} images do not fit {loaded.name}.")
     return data.normalize(data.x_test), data.y_test, f"{len(data.y_test)} held-out {data.name} images"
+
+
+def _agreement_data(loaded: LoadedModel, n: int) -> tuple[Tensor, Tensor, str]:
+    """ImageNet weights have no held-out set here: the sample photos, labelled with the intact
+    model's own top-1, so that "error" reads as disagreement with the intact network."""
+    from resviz.device import model_device
+    from resviz.images import load_sample, sample_images
+
+    photos = [load_sample(name).image for name in sample_images()[:n]]
+    x = loaded.preprocessing.tensor(photos)
+    model = loaded.model
+    with preserve_model_state(model), torch.no_grad():  # holds the model's lock, eval mode
+        y = model(x.to(model_device(model))).argmax(1).cpu()
+    return x, y, f"{len(y)} sample photos, against the intact model's own top-1 (error = disagreement)"
 
 
 def lesion_study(

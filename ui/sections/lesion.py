@@ -82,11 +82,8 @@ def no_data_message(loaded: LoadedModel) -> str | None:
             "sidebar (Weights: *Saved training run*, e.g. the bundled demo pair resnet56/plain56 on "
             "shapes, or a run you train in the Training Lab)."
         )
-    if loaded.weights == "imagenet":
-        return (
-            "ImageNet weights come without a held-out set here, and measuring agreement with the intact "
-            "model's top-1 over the sample photos is not built yet: pick a saved training run."
-        )
+    if loaded.trained and loaded.class_names and len(loaded.class_names) == 1000:
+        return None  # ImageNet weights: agreement with the intact model's top-1 on the sample photos
     if loaded.weights == "run":
         return (
             f"This run was trained on {dataset}, whose held-out set is not built in: "
