@@ -159,9 +159,12 @@ def _restored_pick(
         picked = [default if default in options else options[0]]
     elif isinstance(picked, str):
         picked = [picked]
+    kept = [p for p in picked if p in options]
+    if picked and not kept:  # every image picked is gone (a run's held-out images, after a model switch)
+        kept = [default if default in options else options[0]]
     if new_labels:  # a fresh upload is what the user wants to see
-        picked = [*picked, *new_labels] if multiple else new_labels[-1:]
-    return [p for p in dict.fromkeys(picked) if p in options]
+        kept = [*kept, *new_labels] if multiple else new_labels[-1:]
+    return [p for p in dict.fromkeys(kept) if p in options]
 
 
 def _pick_widget(

@@ -47,9 +47,10 @@ def test_short_run_draws_the_curves_and_becomes_a_model(app_url, browser_page) -
 
     # The sidebar opens a saved run on every page; Attribution offers its held-out images.
     sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.get_by_text("Saved training run (Training Lab)").click()
+    sidebar.get_by_text("Saved training run (Training Lab)").click()  # already the first visit's
     wait_idle(page)
-    sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
+    run_box = sidebar.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Run", exact=True))
+    run_box.click()
     page.get_by_role("option").filter(has_text="resnet56 · digits").first.click()
     wait_idle(page)
     page.get_by_role("link", name="Attribution").first.click()
