@@ -25,7 +25,7 @@ def test_upload_shows_an_overlay(app_url, browser_page, tmp_path) -> None:
     # The deep link runs inside app.py's shell: the sidebar holds the shared model picker.
     assert page.locator('[data-testid="stSidebar"]').get_by_text("Plain twin (no shortcuts)").count() == 1
     page.locator('[data-testid="stMain"] input[type="file"]').first.set_input_files(str(path))
-    page.get_by_text("my_photo.png: Grad-CAM at layer4").first.wait_for(timeout=120_000)
+    page.get_by_text("my_photo.png: Grad-CAM at layer").first.wait_for(timeout=120_000)
     wait_idle(page, timeout=180)
 
     # Two images in one batch (the default sample and the upload): two overlays, two top-5 charts.
