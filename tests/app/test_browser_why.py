@@ -1,0 +1,33 @@
+"""The "Why it works" page in headless Chromium, on the first visit's model (the bundled demo run):
+the story's live measurement, then a lesion study run from its tab."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.app.browser import exceptions_on, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+def test_story_then_a_lesion_study_of_the_demo_pair(app_url, browser_page) -> None:
+    page = browser_page
+    page.goto(f"{app_url}/why_it_works")
+    wait_idle(page, timeout=240)
+    main = page.locator('[data-testid="stMain"]')
+    expect(main).to_contain_text("The story, and what we measure", timeout=120_000)
+    expect(main).to_contain_text("1.14e+04", timeout=120_000)  # plain-56's first/last gradient ratio
+    page.get_by_role("tab", name="Lesion study").click()
+    images = page.get_by_label("Held-out images")
+    images.fill("100")
+    images.press("Enter")
+    wait_idle(page, timeout=120)
+    page.get_by_role("button", name="Run the lesion study").click()
+    wait_idle(page, timeout=300)
+    # The k-deletion chart of both networks; its twin is the plain-56 trained beside the demo run.
+    chart = page.locator(".js-plotly-plot").filter(has_text="Error against the number of").first
+    expect(chart).to_be_visible(timeout=120_000)
+    expect(chart).to_contain_text("plain56", timeout=60_000)
+    assert exceptions_on(page) == []
+    assert page.errors == []
