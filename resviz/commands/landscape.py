@@ -1,6 +1,6 @@
 """``python -m resviz landscape``: the loss surface around trained weights (Li et al. 2018).
 
-    python -m resviz landscape --model resnet56 --weights RUNDIR --grid 21 --range 1 --n 500 --json
+    python -m resviz landscape --model resnet56 --weights RUNDIR --grid 21 --range 1 --n 100 --json
     torchrun --nproc_per_node=2 -m resviz landscape --model resnet56 --weights RUNDIR --npz out.npz
 
 (``--images`` is ``--n``'s other name: torchrun's argument parser reads ``--n`` anywhere on the line
@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n",
         "--images",
         type=int,
-        default=500,
+        default=100,
         dest="n",
-        help="held-out images to evaluate on (default 500); under torchrun write --images, since "
+        help="held-out images to evaluate on (default 100, as on the page); under torchrun write --images: "
         "torchrun's own parser takes --n for an abbreviation of its options",
     )
     parser.add_argument("--seeds", default="0,1", help="seeds of the two directions (default 0,1)")
