@@ -54,7 +54,7 @@ def join(timeout: float | None = None) -> bool:
 
 
 def _warm() -> None:
-    for step in (_import_torch, _default_model, _gradient_flow, _architecture):
+    for step in (_import_torch, _default_model, _architecture, _gradient_flow):  # the nav order
         start = time.perf_counter()
         try:
             step()
