@@ -252,6 +252,13 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
 @st.fragment
 def _layer_view(loaded, image, choice, options, base) -> None:
     """Everything a layer or channel change redraws; such a change reruns this part alone."""
+    from ui.timing import script_timer
+
+    with script_timer("Feature Maps", fragment=True):  # a no-op unless the browser benchmark asks
+        _layer_view_body(loaded, image, choice, options, base)
+
+
+def _layer_view_body(loaded, image, choice, options, base) -> None:
     from resviz.errors import ResvizError
 
     crop = loaded.preprocessing.crop
