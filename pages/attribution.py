@@ -356,8 +356,13 @@ def _controls(loaded, choices, names):
         help="Score-CAM and Ablation-CAM say their cost before running; the README lists every cost.",
     )
     spec = get_method(method)
-    if st.session_state.get(state.ATTR_LAYER) not in choices:
-        st.session_state[state.ATTR_LAYER] = default_layer(model)
+    # A new model resets the layer to its own default (its last stage) unless the user picked
+    # another layer that it also has: layer3, the demo ResNet-56's last stage, is not ResNet-18's.
+    default, before = default_layer(model), st.session_state.get(state.ATTR_LAYER_DEFAULT)
+    st.session_state[state.ATTR_LAYER_DEFAULT] = default
+    current = st.session_state.get(state.ATTR_LAYER)
+    if current not in choices or (current == before and before != default):
+        st.session_state[state.ATTR_LAYER] = default
     layer = c2.selectbox(
         "Layer",
         choices,
