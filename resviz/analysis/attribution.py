@@ -172,8 +172,9 @@ def attribute(
 
     Gradient CAMs take the one-pass path of :func:`gradient_cams`; the per-channel CAMs (Score-CAM,
     SS-CAM, IS-CAM, Ablation-CAM) the batched one of :func:`forward_cam`; Smooth Grad-CAM++ and
-    FullGrad their own (:mod:`resviz.analysis.cams_noise`, :mod:`resviz.analysis.fullgrad`). The captum methods do one gradient-free forward for the
-    prediction (which also picks the target when none is given), then captum's method.
+    FullGrad their own (:mod:`resviz.analysis.cams_noise`, :mod:`resviz.analysis.fullgrad`). The
+    captum methods do one gradient-free forward for the prediction (which also picks the target
+    when none is given), then captum's method.
 
     Args:
         model: a classifier.
