@@ -5,9 +5,10 @@ score of the masked image weighs the channel, and a softmax over channels turns 
 weights. That is one forward pass of the whole network per channel (and per sample for SS-CAM and
 IS-CAM), so everything here is about evaluating those passes fast, with the same maps:
 
-- the passes run on an inference copy of the network: BatchNorm folded into the convolution before
-  it and weights in channels-last layout (1.3-1.6x faster on a CPU, measured in
-  ``bench/bench_attribution.py``; the scores agree to float rounding); the shared model is not touched;
+- the passes run in channels-last layout and, when they would take over a second, on an inference
+  copy of the network with BatchNorm folded into the convolution before it (together 1.2-1.6x
+  faster on a CPU, measured here on ResNet-18; the scores agree to float rounding); the shared
+  model is never changed;
 - a channel whose mask is all zero (a constant channel, common after a ReLU) gives the all-zero
   image whatever the channel: its score is evaluated once;
 - the softmax over channels ignores a constant added to every score, so torch-cam's subtraction of
