@@ -190,6 +190,7 @@ PGC_NAMES = {
     "gradcam_elementwise": "GradCAMElementWise",
     "eigencam": "EigenCAM",
     "eigengradcam": "EigenGradCAM",
+    "fem": "FEM",
     "fullgrad": "FullGrad",
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",

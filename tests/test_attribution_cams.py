@@ -26,6 +26,7 @@ REFERENCE = {
     "gradcam_elementwise": "GradCAMElementWise",
     "eigencam": "EigenCAM",
     "eigengradcam": "EigenGradCAM",
+    "fem": "FEM",
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
 }
@@ -76,6 +77,7 @@ GRADIENT = [
     "gradcam_elementwise",
     "eigencam",
     "eigengradcam",
+    "fem",
 ]
 
 

@@ -62,6 +62,7 @@ def test_table_is_torch_free_and_complete():
         "smoothgradcampp",
         "sscam",
         "iscam",
+        "fem",
     }
     assert required <= set(METHODS)
     for spec in METHOD_TABLE:

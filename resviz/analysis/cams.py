@@ -86,6 +86,15 @@ def eigengradcam(act: Tensor, grad: Tensor) -> Tensor:
     return first_component(grad * act)
 
 
+def fem(act: Tensor, grad: Tensor, k: float = 2.0) -> Tensor:
+    """FEM, the Feature Explanation Method (Fuad et al. 2020, https://hal.science/hal-02963298):
+    each channel weighted by the share of its positions above its ``mean + k std`` (k-sigma rule,
+    population std, ``k = 2`` as pytorch-grad-cam's default); no gradient."""
+    mean = act.mean(dim=(2, 3), keepdim=True)
+    std = act.std(dim=(2, 3), keepdim=True, correction=0)
+    return _weighted((act > mean + k * std).float().mean(dim=(2, 3)), act)
+
+
 GRADIENT_CAMS: dict[str, CamFunction] = {
     "gradcam": gradcam,
     "gradcampp": gradcampp,
@@ -95,5 +104,6 @@ GRADIENT_CAMS: dict[str, CamFunction] = {
     "gradcam_elementwise": gradcam_elementwise,
     "eigencam": eigencam,
     "eigengradcam": eigengradcam,
+    "fem": fem,
 }
-NO_GRADIENT = frozenset({"eigencam"})  # needs the forward only
+NO_GRADIENT = frozenset({"eigencam", "fem"})  # need the forward only

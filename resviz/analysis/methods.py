@@ -191,6 +191,15 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         reference=f"Muhammad & Yeasin 2020; {_PGC}",
     ),
     MethodSpec(
+        "fem",
+        "FEM",
+        Kind.CAM,
+        "gradient",
+        lambda _o, _c, _s: (1, 0),
+        "1 forward (no gradient)",
+        reference=f"Fuad et al. 2020 (k = 2); {_PGC} FEM",
+    ),
+    MethodSpec(
         "scorecam",
         "Score-CAM",
         Kind.CAM,
