@@ -191,6 +191,8 @@ PGC_NAMES = {
     "eigencam": "EigenCAM",
     "eigengradcam": "EigenGradCAM",
     "fem": "FEM",
+    "kpca_cam": "KPCA_CAM",
+    "shapleycam": "ShapleyCAM",
     "fullgrad": "FullGrad",
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
@@ -279,7 +281,7 @@ def bench_gradient_cams(
         "bare_in": lambda: bare(model, x, target, to_input=True),
         "bare_x": lambda: bare_x(model, x, target),
     }
-    methods = [*GRADIENT_CAMS, "fullgrad", "smoothgradcampp"]
+    methods = [*GRADIENT_CAMS, "shapleycam", "fullgrad", "smoothgradcampp"]
     refs: dict[str, str] = {}
     for m in methods:
         fns[m] = _ours(model, m, x, t_list, samples)

@@ -27,6 +27,7 @@ REFERENCE = {
     "eigencam": "EigenCAM",
     "eigengradcam": "EigenGradCAM",
     "fem": "FEM",
+    "kpca_cam": "KPCA_CAM",
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
 }
@@ -78,6 +79,7 @@ GRADIENT = [
     "eigencam",
     "eigengradcam",
     "fem",
+    "kpca_cam",
 ]
 
 

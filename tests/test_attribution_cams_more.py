@@ -1,6 +1,6 @@
-"""FullGrad against pytorch-grad-cam's, and Smooth Grad-CAM++, SS-CAM and IS-CAM against torch-cam's
-(test-only dependencies ``grad-cam`` and ``torchcam``): random and trained weights, two layers,
-batches of 1 and 4.
+"""FullGrad and Shapley-CAM against pytorch-grad-cam's, and Smooth Grad-CAM++, SS-CAM and IS-CAM
+against torch-cam's (test-only dependencies ``grad-cam`` and ``torchcam``): random and trained
+weights, two layers, batches of 1 and 4.
 
 The noisy methods draw their noise from torch's generator: ours from a ``torch.Generator`` seeded
 with the method's ``seed`` option, torch-cam from the global generator, which the test seeds with
@@ -158,3 +158,42 @@ def test_noise_is_the_seed_s_and_the_model_is_left_as_it_was():
     assert hook_count(model) == 0 and not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.is_contiguous() for p in model.parameters())  # the channels-last copy stayed a copy
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_shapley_cam_equals_pytorch_grad_cam(model, n):
+    x = _inputs(n)
+    for layer in LAYERS:
+        ours = attribute(model, x, "shapleycam", layer=layer)
+        module = dict(model.named_modules())[layer]
+        with pgc.ShapleyCAM(model=model, target_layers=[module]) as cam:
+            ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in ours.targets])
+        _assert_same(ours.maps, ref, f"Shapley-CAM at {layer}")
+    assert hook_count(model) == 0
+
+
+class _Smooth(torch.nn.Module):
+    """SiLU above the layer, so that the Hessian term of Shapley-CAM is not zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.nn.functional.silu(self.conv1(x))
+        b = torch.nn.functional.silu(self.conv2(a)) ** 2
+        return self.head(b.mean(dim=(2, 3)))
+
+
+def test_shapley_cam_second_order_term_on_a_smooth_net():
+    model = _Smooth().eval()
+    x = _inputs(2)
+    ours = attribute(model, x, "shapleycam", layer="conv1")
+    with pgc.ShapleyCAM(model=model, target_layers=[model.conv1]) as cam:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in ours.targets])
+    _assert_same(ours.maps, ref, "Shapley-CAM on a smooth net")
+    grad_cam = attribute(model, x, "gradcam", layer="conv1", target=ours.targets.tolist())
+    assert np.abs(grad_cam.maps - ours.maps).max() > 0.01  # the Hessian term is there

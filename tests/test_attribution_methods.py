@@ -63,6 +63,8 @@ def test_table_is_torch_free_and_complete():
         "sscam",
         "iscam",
         "fem",
+        "kpca_cam",
+        "shapleycam",
     }
     assert required <= set(METHODS)
     for spec in METHOD_TABLE:

@@ -57,6 +57,7 @@ from resviz.analysis.fullgrad import fullgrad
 from resviz.analysis.grad_cam import captum_grad_cam, grad_cam, grad_cam_layers, gradient_cams
 from resviz.analysis.methods import METHOD_TABLE, Kind, get_method
 from resviz.analysis.methods import occlusion_plan as _occlusion_plan
+from resviz.analysis.shapley_cam import shapley_cam
 
 __all__ = [
     "BASELINES",
@@ -87,6 +88,7 @@ __all__ = [
     "normalize_maps",
     "occlusion_plan",
     "parse_target",
+    "shapley_cam",
     "smooth_grad_campp",
 ]
 
@@ -171,8 +173,9 @@ def attribute(
     """Any method of the table (:data:`resviz.analysis.methods.METHOD_TABLE`) for a batch.
 
     Gradient CAMs take the one-pass path of :func:`gradient_cams`; the per-channel CAMs (Score-CAM,
-    SS-CAM, IS-CAM, Ablation-CAM) the batched one of :func:`forward_cam`; Smooth Grad-CAM++ and
-    FullGrad their own (:mod:`resviz.analysis.cams_noise`, :mod:`resviz.analysis.fullgrad`). The
+    SS-CAM, IS-CAM, Ablation-CAM) the batched one of :func:`forward_cam`; Smooth Grad-CAM++,
+    Shapley-CAM and FullGrad their own (:mod:`resviz.analysis.cams_noise`,
+    :mod:`resviz.analysis.shapley_cam`, :mod:`resviz.analysis.fullgrad`). The
     captum methods do one gradient-free forward for the prediction (which also picks the target
     when none is given), then captum's method.
 
@@ -205,6 +208,8 @@ def attribute(
         )
     if spec.engine == "fullgrad":
         return fullgrad(model, x, **named)
+    if spec.engine == "hessian":
+        return shapley_cam(model, x, layer_name, **named)
     module = resolve_layers(model, [layer_name])[layer_name] if layer_name else None
     x = _check_input(model, x)
     namer = _class_namer(class_name)

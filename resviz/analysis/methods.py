@@ -128,8 +128,9 @@ class MethodSpec:
         kind: where the map lives.
         engine: ``"gradient"`` (the shared one forward + one backward), ``"forward"`` (batched
             forward passes per channel: a cost to say before running), ``"noise"`` (a forward and
-            backward per noisy copy of the image), ``"fullgrad"`` (one forward + backward through
-            the whole network) or ``"captum"``.
+            backward per noisy copy of the image), ``"hessian"`` (a backward and a double
+            backward), ``"fullgrad"`` (one forward + backward through the whole network) or
+            ``"captum"``.
         cost: forward and backward passes per image, from the options, the layer's channels and the
             input's side.
         cost_text: the same in words, for the README and the CLI's help.
@@ -198,6 +199,24 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         lambda _o, _c, _s: (1, 0),
         "1 forward (no gradient)",
         reference=f"Fuad et al. 2020 (k = 2); {_PGC} FEM",
+    ),
+    MethodSpec(
+        "kpca_cam",
+        "KPCA-CAM",
+        Kind.CAM,
+        "gradient",
+        lambda _o, _c, _s: (1, 0),
+        "1 forward (no gradient) + a kernel PCA per image",
+        reference=f"Karmani et al. 2024; {_PGC} KPCA_CAM",
+    ),
+    MethodSpec(
+        "shapleycam",
+        "Shapley-CAM",
+        Kind.CAM,
+        "hessian",
+        lambda _o, _c, _s: (1, 2),
+        "1 forward + 1 backward + 1 double backward (a Hessian-vector product)",
+        reference=f"Cai et al. 2025; {_PGC} ShapleyCAM",
     ),
     MethodSpec(
         "scorecam",

@@ -1,6 +1,7 @@
 """AppTest of the Attribution page with the methods added to the table in part 2 of issue 9:
-FullGrad, Smooth Grad-CAM++, FEM (quick: they run at once) and SS-CAM, IS-CAM (a pass per channel and
-per sample: cost first, then a click), each with its option widgets from the table."""
+FullGrad, Smooth Grad-CAM++, FEM, KPCA-CAM, Shapley-CAM (quick: they run at once) and SS-CAM,
+IS-CAM (a pass per channel and per sample: cost first, then a click), each with its option
+widgets from the table."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _open(app_test, monkeypatch):
     return at
 
 
-def test_fullgrad_smooth_grad_campp_and_fem_run_with_their_options(app_test, monkeypatch):
+def test_quick_new_methods_run_with_their_options(app_test, monkeypatch):
     at = _open(app_test, monkeypatch)
     at.selectbox(key=state.ATTR_METHOD).set_value("fullgrad").run()
     assert not at.exception and not at.error
@@ -40,9 +41,10 @@ def test_fullgrad_smooth_grad_campp_and_fem_run_with_their_options(app_test, mon
     at.number_input(key=f"{state.ATTR_PREFIX}opt_smoothgradcampp_seed").set_value(7).run()
     assert not at.exception and not at.error
     assert len(_overlays(at)) == 1
-    at.selectbox(key=state.ATTR_METHOD).set_value("fem").run()
-    assert not at.exception and not at.error
-    assert any("FEM at" in m.value for m in at.markdown)
+    for method, label in (("fem", "FEM"), ("kpca_cam", "KPCA-CAM"), ("shapleycam", "Shapley-CAM")):
+        at.selectbox(key=state.ATTR_METHOD).set_value(method).run()
+        assert not at.exception and not at.error, method
+        assert any(f"{label} at" in m.value for m in at.markdown), method
 
 
 def test_ss_cam_and_is_cam_say_their_cost_then_run(app_test, monkeypatch):
