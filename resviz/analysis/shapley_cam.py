@@ -19,20 +19,18 @@ from torch import Tensor, nn
 
 from resviz.analysis.attribution_core import (
     TOP_K,
-    AttributionError,
     AttributionResult,
     ClassNamer,
     _analysis_mode,
     _check_input,
     _class_namer,
     _prediction,
-    _targets,
     _upsample,
     normalize_maps,
 )
+from resviz.analysis.grad_cam import one_pass
 from resviz.device import oom_guard
-from resviz.errors import LayerNotUsedError
-from resviz.hooks import forward_hooks, resolve_layers
+from resviz.hooks import resolve_layers
 
 
 def shapley_cam(
@@ -44,8 +42,9 @@ def shapley_cam(
     class_name: ClassNamer | Sequence[str] | None = None,
     top_k: int = TOP_K,
 ) -> AttributionResult:
-    """Shapley-CAM at one layer for a batch of images: one forward, one backward with its graph
-    kept, and one double backward for the Hessian-vector product.
+    """Shapley-CAM at one layer for a batch of images: one forward (autograd from the layer on, as
+    Grad-CAM's), one backward with its graph kept, and one double backward for the Hessian-vector
+    product.
 
     Args:
         model: a classifier; its lock is held and its modes are restored.
@@ -61,35 +60,17 @@ def shapley_cam(
     resolve_layers(model, [layer])
     x = _check_input(model, x)
     namer = _class_namer(class_name)
-    got: list[Tensor] = []
-
-    def keep(_m: nn.Module, _i: object, out: object) -> Tensor | None:
-        if not isinstance(out, Tensor):
-            return None
-        if not out.requires_grad:  # a graph must start here even if nothing below needs one
-            out = out.detach().requires_grad_(True)
-        got.append(out)
-        return out
-
-    with _analysis_mode(model), oom_guard("Shapley-CAM"), torch.enable_grad():
-        with forward_hooks(model, {layer: keep}):
-            logits = model(x)
-        if not got:
-            raise LayerNotUsedError.for_layer(layer)
-        act = got[-1]  # a module called several times: its last call, as the hooks of the references
-        if act.ndim != 4:
-            raise AttributionError(f"Shapley-CAM needs a layer with spatial output; {layer!r} has none.")
-        targets = _targets(target, logits)
-        score = logits.gather(1, targets[:, None]).sum()  # images are independent in eval mode
-        (grad,) = torch.autograd.grad(score, act, create_graph=True)
+    with _analysis_mode(model), oom_guard("Shapley-CAM"), torch.no_grad():
+        # The graph starts at the layer (as for Grad-CAM), and the backward keeps its own graph.
+        logits, targets, acts, grads = one_pass(model, x, [layer], target, create_graph=True)
+        act, grad = acts[layer], grads[layer]
         hvp = None
-        if grad.requires_grad:  # no path from the gradient back to A: a zero Hessian
+        if grad.requires_grad:  # otherwise no path leads from the gradient back to A: H = 0
             (hvp,) = torch.autograd.grad(grad, act, grad_outputs=act.detach(), allow_unused=True)
-        with torch.no_grad():
-            weights = (grad if hvp is None else grad - 0.5 * hvp).mean(dim=(2, 3))
-            cam = (weights[:, :, None, None] * act).sum(dim=1)
-            up = _upsample(F.relu(cam)[:, None], tuple(x.shape[-2:]))
-            prediction = _prediction(logits.detach(), namer, top_k)
+        weights = (grad if hvp is None else grad - 0.5 * hvp).detach().mean(dim=(2, 3))
+        cam = (weights[:, :, None, None] * act.detach()).sum(dim=1)
+        up = _upsample(F.relu(cam)[:, None], tuple(x.shape[-2:]))
+        prediction = _prediction(logits, namer, top_k)
     target_np = targets.cpu().numpy().astype(np.int64)
     return AttributionResult(
         method="shapleycam",
