@@ -102,6 +102,15 @@ def test_make_options_converts_and_checks():
         get_method("gradcamm")
 
 
+def test_option_help_lists_every_option_from_the_table():
+    from resviz.analysis.methods import option_help
+
+    text = option_help()
+    assert "batch_size (scorecam, ablationcam)" in text
+    assert "batch_size, num_samples, std, seed (sscam)" in text
+    assert "num_samples, std, seed (smoothgradcampp)" in text and "fullgrad" not in text
+
+
 def test_readme_lists_every_method_with_its_cost():
     assert readme_table() in (ROOT / "README.md").read_text(encoding="utf-8")
 

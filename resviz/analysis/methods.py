@@ -379,6 +379,17 @@ def method_help() -> str:
     return "; ".join(f"{m.name} ({m.label}: {m.cost_text})" for m in METHOD_TABLE)
 
 
+def option_help() -> str:
+    """The options of every method that has some, for ``--option``'s help: ``"batch_size (scorecam,
+    ablationcam); ..."``, methods with the same options grouped."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for m in METHOD_TABLE:
+        names = tuple(f.name for f in dataclasses.fields(m.options))
+        if names:
+            groups.setdefault(names, []).append(m.name)
+    return "; ".join(f"{', '.join(names)} ({', '.join(methods)})" for names, methods in groups.items())
+
+
 def readme_table() -> str:
     """The README's Markdown table of every method with its kind, cost and options."""
     rows = ["| method | name | kind | cost per image | options | reference |", "|---|---|---|---|---|---|"]
