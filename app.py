@@ -31,8 +31,10 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-warmup.start()  # once per process: torch, the default model and first figures, in the background
 with script_timer(page.title):  # a no-op unless the browser benchmark asks for it
     render_model_picker()
     page.run()
     render_device_picker()
+# Once per process, after the first page is drawn (its import of torch would slow that page down):
+# torch, the default model and the first figures of each page, in the background.
+warmup.start()

@@ -82,7 +82,10 @@ class Tour:
         if not self.log.exists():
             return float("nan")
         runs = [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-        return sum(r["seconds"] for r in runs if start <= r["end"] <= end)
+        runs = [r for r in runs if start <= r["end"] <= end]
+        # A fragment also runs inside a whole run: count fragments only when nothing else ran.
+        whole = [r["seconds"] for r in runs if not r.get("fragment")]
+        return sum(whole) if whole else sum(r["seconds"] for r in runs)
 
     def nav(self, title: str):
         link = self.page.locator('[data-testid="stSidebarNav"] a', has_text=title).first

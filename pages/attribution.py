@@ -269,7 +269,8 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
         )
         right.download_button(
             "Overlay (PNG)",
-            png_bytes(overlay(views[i], result.maps[i], opacity=opacity, colormap=colormap)),
+            # Built on click: encoding every overlay on every rerun was a tenth of a layer switch.
+            lambda i=i: png_bytes(overlay(views[i], result.maps[i], opacity=opacity, colormap=colormap)),
             f"{model_name}_{result.method}_{i}.png",
             "image/png",
             key=f"{state.ATTR_DOWNLOAD_PNG}_{i}",
@@ -279,7 +280,7 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
             right.caption(f"Completeness error of this map: {float(result.completeness[i]):.1f}%")
     st.download_button(
         "All raw maps (.npz)",
-        result.to_npz(),
+        result.to_npz,
         f"{model_name}_{result.method}.npz",
         "application/octet-stream",
         key=state.ATTR_DOWNLOAD_NPZ,
@@ -388,8 +389,13 @@ def _controls(loaded, choices, names):
         "the README lists every cost.",
     )
     spec = get_method(method)
-    if st.session_state.get(state.ATTR_LAYER) not in choices:
-        st.session_state[state.ATTR_LAYER] = default_layer(model)
+    # A new model resets the layer to its own default (its last stage) unless the user picked
+    # another layer that it also has: layer3, the demo ResNet-56's last stage, is not ResNet-18's.
+    default, before = default_layer(model), st.session_state.get(state.ATTR_LAYER_DEFAULT)
+    st.session_state[state.ATTR_LAYER_DEFAULT] = default
+    current = st.session_state.get(state.ATTR_LAYER)
+    if current not in choices or (current == before and before != default):
+        st.session_state[state.ATTR_LAYER] = default
     layer = c2.selectbox(
         "Layer",
         choices,
