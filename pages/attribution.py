@@ -137,7 +137,7 @@ def _table_option_widgets(spec, skip: tuple[str, ...] = ()) -> dict:
     values = {}
     with st.expander(f"{spec.label} options", expanded=False):
         for col, f in zip(st.columns(len(fields)), fields):
-            meta, key = f.metadata, f"{K}opt_{spec.name}_{f.name}"
+            meta, key = f.metadata, f"{state.ATTR_OPTION_PREFIX}{spec.name}_{f.name}"
             if isinstance(f.default, bool):
                 values[f.name] = col.toggle(meta["label"], value=f.default, key=key, help=meta["help"])
                 continue

@@ -112,6 +112,7 @@ ATTR_PREFIX = "attr_"  # also the image picker's prefix on this page
 ATTR_METHOD = "attr_method"  # a method name of resviz.analysis.methods.METHOD_TABLE
 ATTR_LAYER = "attr_layer"  # dotted layer name for Grad-CAM / Guided Grad-CAM
 ATTR_LAYER_DEFAULT = "attr_layer_default"  # the default layer of the model ATTR_LAYER was offered for
+ATTR_OPTION_PREFIX = "attr_opt_"  # + "<method>_<field>": an option widget built from the method table
 ATTR_TARGET = "attr_target"  # -1 (the predicted class) or a class index
 ATTR_OPACITY = "attr_opacity"  # map opacity over the image, 0-1 (no recomputation)
 ATTR_COLORMAP = "attr_colormap"  # plotly colorscale name (no recomputation)
