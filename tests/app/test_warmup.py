@@ -9,6 +9,8 @@ warming nothing.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import streamlit as st
 
@@ -23,7 +25,9 @@ pytestmark = pytest.mark.demo_default
 def test_first_visits_after_the_warm_up_compute_nothing(open_page, monkeypatch) -> None:
     st.cache_data.clear()
     st.cache_resource.clear()
-    warmup._warm()  # the thread's work, here in the test's thread
+    worker = threading.Thread(target=warmup._warm)  # on its own thread, as in the server
+    worker.start()
+    worker.join()
     assert warmup.default_choice() is not None
     assert warmup.torch_ready()
 
