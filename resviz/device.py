@@ -119,6 +119,30 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     return threads
 
 
+REPLICA_MAX_BYTES = 64 * 2**20  # parameters + buffers; ResNet-18 (45 MB) is copied, ResNet-50 (98 MB) not
+
+
+def replica_count(model: torch.nn.Module) -> int:
+    """How many copies of a shared ``model`` let concurrent sessions use the CPU's cores.
+
+    One per core the process may use (at most 4) for a small model on the CPU: its analyses are
+    many short operations, each too small for torch's intra-op threads, so one analysis uses about
+    one core and queued sessions leave the others idle. One (no copy) on an accelerator, which runs
+    one stream at a time anyway, and for a large model, whose operations already keep every core
+    busy through the intra-op threads and whose copies would cost memory.
+    """
+    if model_device(model).type != "cpu":
+        return 1
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    if size > REPLICA_MAX_BYTES:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
 _OOM = re.compile(r"out of memory", re.IGNORECASE)
 
 
