@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -45,3 +46,45 @@ def test_an_upload_is_decoded_downscaled_and_shared() -> None:
     first = decoded(up)
     assert first.size == (1254, 836) and "downscaled from 2400 x 1600" in first.notes[0]
     assert decoded(up) is first  # a rerun decodes nothing
+
+
+def _scene_png(width: int, height: int) -> bytes:
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, ((x // 97 + y // 89) % 2) * 255], axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("page", ["pages/attribution.py", "pages/feature_maps.py"])
+def test_a_large_upload_is_shown_downscaled_with_its_overlay(app_test, monkeypatch, page) -> None:
+    """The pages take the downscaled upload: a note says so, and the network's view is the
+    preprocessing of Pillow's own resize of the full image (what a full-size decode would give)."""
+    import json
+
+    import ui.models
+    from resviz.preprocessing import IMAGENET
+    from ui import state
+
+    monkeypatch.setattr(ui.models, "DEFAULT_MODEL", "resnet_tiny")
+    app_test.session_state[state.MODEL_NAME] = "resnet_tiny"
+    at = app_test.switch_page(page).run()
+    data = _scene_png(3000, 2000)
+    at.file_uploader[0].upload("wide.png", data, "image/png").run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    captions = " ".join(c.value for c in at.caption)
+    assert "wide.png: downscaled from 3000 x 2000 to 1254 x 836 pixels" in captions
+    figs = [json.loads(n.proto.spec) for n in at.get("plotly_chart")]
+    if page == "pages/attribution.py":
+        overlays = [
+            f for f in figs if f.get("layout", {}).get("meta", {}).get("kind") == "attribution_overlay"
+        ]
+        assert len(overlays) == 2  # the default sample and the upload
+    else:
+        assert figs  # the feature-map grid of the upload
+    full = decode_image(data, "wide.png", downscale=False).image
+    reference = IMAGENET.array([full.resize((1254, 836), Image.Resampling.LANCZOS)])
+    ours = IMAGENET.array(
+        [decoded(Upload("wide.png", at.session_state[state.IMAGE_UPLOADS][-1].digest, data)).image]
+    )
+    assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 4
