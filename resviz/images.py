@@ -10,7 +10,8 @@ Large images are downscaled while they are decoded (:data:`KEEP_PIXELS`), becaus
 a few hundred pixels a side and one 40-megapixel upload would otherwise hold 120 MB of RGB per
 copy: a JPEG is decoded at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients
 (``Image.draft``), other formats are decoded once and shrunk (integer ``reduce`` then Lanczos)
-before their colour conversion, so the full-size pixels live only for that step.
+before their colour conversion, so the full-size pixels live only for that step, and at most two
+such full-size decodes run at once in the process (the memory of many sessions uploading at once).
 
 Pillow's own limit (about 179 megapixels refused, 89 warned) is far above what a page needs, so
 ours (:data:`MAX_PIXELS`) is checked from the header, before a single pixel is decoded: a
@@ -27,6 +28,7 @@ import contextlib
 import hashlib
 import io
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +55,9 @@ MAX_ASPECT = 32  # a 1x10000 strip would become a 2.5-gigapixel resize before th
 # starved; the largest decoded image is then 512 x 16384 (25 MB), at MAX_ASPECT.
 KEEP_PIXELS = 1024 * 1024
 KEEP_MIN_SIDE = 512
+# Full-size decodes of large images running at once, in the whole process: each holds up to
+# 160 MB (a 40-megapixel RGBA) for a second, and with two cores more at once only add memory.
+_FULL_SIZE_SLOTS = threading.BoundedSemaphore(2)
 _RESIZABLE = ("L", "LA", "RGB", "RGBA", "CMYK")  # modes Pillow resamples with a real filter
 # EXIF orientation -> the transposition that puts the image upright (as ImageOps.exif_transpose)
 _UPRIGHT = {
@@ -128,21 +133,32 @@ def decode_image(
         target = kept_size(*full) if downscale else None
         if target is not None and im.format == "JPEG":
             im.draft(im.mode, target)  # decodes at the smallest DCT scale still >= target
-        _load_pixels(im, name)
+        # Only a full-size decode of a large image needs one of the few slots (see _FULL_SIZE_SLOTS).
+        big = target is not None and im.size[0] * im.size[1] > 4 * KEEP_PIXELS
+        with _FULL_SIZE_SLOTS if big else contextlib.nullcontext():
+            rgb, orientation = _decode_rgb(im, name, target, notes)
+    rgb = _upright(rgb, orientation, notes)
+    if target is not None:
+        w, h = (full[1], full[0]) if orientation in (5, 6, 7, 8) else full
+        notes.append(f"downscaled from {w} x {h} to {rgb.size[0]} x {rgb.size[1]} pixels")
+    return LoadedImage(name=name, image=rgb, notes=tuple(notes), digest=digest_bytes(data))
+
+
+def _decode_rgb(
+    im: Image.Image, name: str, target: tuple[int, int] | None, notes: list[str]
+) -> tuple[Image.Image, int | None]:
+    """Decode, shrink to ``target`` (None: keep the size) and convert to RGB; also the EXIF orientation."""
+    _load_pixels(im, name)
     orientation = _orientation(im)  # read now: the shrunk copies below no longer carry the EXIF
     if target is not None:
-        im = _shrink(im, target)  # before the colour conversion, so only one full-size copy exists
+        im = _shrink(im, target)  # before the colour conversion: one full-size copy at a time
     try:
         rgb = _to_rgb(im, notes)
     except Exception as exc:
         raise ImageError(f"{name} uses colour mode {im.mode}, which cannot be converted to RGB.") from exc
     if target is not None:
         rgb = _shrink(rgb, target)  # the modes _shrink left alone (palette, 16-bit, colour key)
-    rgb = _upright(rgb, orientation, notes)
-    if target is not None:
-        w, h = (full[1], full[0]) if orientation in (5, 6, 7, 8) else full
-        notes.append(f"downscaled from {w} x {h} to {rgb.size[0]} x {rgb.size[1]} pixels")
-    return LoadedImage(name=name, image=rgb, notes=tuple(notes), digest=digest_bytes(data))
+    return rgb, orientation
 
 
 def kept_size(width: int, height: int) -> tuple[int, int] | None:

@@ -343,6 +343,36 @@ def test_small_images_and_downscale_false_keep_every_pixel() -> None:
     assert big.size == (1800, 1200) and not big.notes
 
 
+def test_at_most_two_full_size_decodes_at_once(monkeypatch) -> None:
+    import threading
+    import time
+
+    import resviz.images as images
+
+    inside, most, guard = [0], [0], threading.Lock()
+    real = images._load_pixels
+
+    def counting(im, name):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        try:
+            return real(im, name)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(images, "_load_pixels", counting)
+    data = encode(Image.new("RGB", (2100, 2100), (9, 99, 199)), "PNG")
+    threads = [threading.Thread(target=decode_image, args=(data, f"{i}.png")) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 2
+
+
 # --------------------------------------------------------------------------- samples
 
 
