@@ -316,9 +316,8 @@ async def upload_sessions(port: int, sessions: int, uploads: int, files: list[by
 
 def memory_report(args: argparse.Namespace, sessions: int = 4) -> None:
     files = [big_png(k) for k in range(sessions * args.uploads)]
-    print(
-        f"\nmemory: {sessions} sessions x {args.uploads} uploads of 8000 x 4960 PNGs ({len(files[0]) / 1e3:.0f} KB)"
-    )
+    kb = len(files[0]) / 1e3
+    print(f"\nmemory: {sessions} sessions x {args.uploads} uploads of 8000 x 4960 PNGs ({kb:.0f} KB)")
     port = free_port()
     server = start_server(port)
     pid = server.pid
