@@ -107,16 +107,16 @@ def decode_image(
     *,
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_UPLOAD_BYTES,
-    downscale: bool = True,
 ) -> LoadedImage:
     """Decode untrusted bytes into an RGB :class:`LoadedImage`, downscaled to :data:`KEEP_PIXELS`.
+
+    A downscaled image says so in its notes (``"downscaled from 8000 x 5000 to 1295 x 810 pixels"``).
 
     Args:
         data: the file's bytes, as uploaded.
         name: the file name, used in messages only (the format is sniffed from the bytes).
         max_pixels: refuse images with more pixels than this, before decoding them.
         max_bytes: refuse files larger than this.
-        downscale: shrink images over :data:`KEEP_PIXELS` (a note says so); False keeps every pixel.
 
     Raises:
         ImageError: one sentence saying what is wrong with the file.
@@ -130,7 +130,7 @@ def decode_image(
         _check_dimensions(im, name, max_pixels)
         _seek_first_frame(im, notes)
         full = im.size
-        target = kept_size(*full) if downscale else None
+        target = kept_size(*full)
         if target is not None and im.format == "JPEG":
             im.draft(im.mode, target)  # decodes at the smallest DCT scale still >= target
         # Only a full-size decode of a large image needs one of the few slots (see _FULL_SIZE_SLOTS).

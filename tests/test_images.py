@@ -254,9 +254,19 @@ def scene(width: int, height: int) -> np.ndarray:
     return np.stack([r, g, b], axis=-1).astype(np.uint8)
 
 
+def full_decode(data: bytes, name: str = "ref") -> LoadedImage:
+    """Every pixel kept: the decode before this change, the reference for the downscaled one."""
+    import resviz.images
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(resviz.images, "KEEP_PIXELS", 10**12)
+        mp.setattr(resviz.images, "KEEP_MIN_SIDE", 10**6)
+        return decode_image(data, name)
+
+
 def reference(data: bytes, size: tuple[int, int], mode: str = "RGB") -> np.ndarray:
     """Pillow's own Lanczos resize of the full-size decode: what the downscaled pixels should be."""
-    full = decode_image(data, "ref", downscale=False).image
+    full = full_decode(data).image
     return np.asarray(full.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
 
 
@@ -334,12 +344,12 @@ def test_modes_converted_before_the_resize_match_the_reference(mode: str) -> Non
     close_to(loaded, reference(data, loaded.size), mean=0.01, worst=0)  # the same resize of the same RGB
 
 
-def test_small_images_and_downscale_false_keep_every_pixel() -> None:
+def test_small_images_keep_every_pixel() -> None:
     a = scene(900, 700)
     loaded = decode_image(encode(Image.fromarray(a), "PNG"), "small.png")
     assert loaded.size == (900, 700) and not loaded.notes
     assert np.array_equal(np.asarray(loaded.image), a)
-    big = decode_image(encode(Image.fromarray(scene(1800, 1200)), "PNG"), "b.png", downscale=False)
+    big = full_decode(encode(Image.fromarray(scene(1800, 1200)), "PNG"))
     assert big.size == (1800, 1200) and not big.notes
 
 
