@@ -8,7 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import warmup
 from ui.models import render_device_picker, render_model_picker
+from ui.timing import script_timer
 
 # A file served by the app itself: a ":material/...:" page icon makes every browser fetch it from
 # fonts.gstatic.com (a failed request on each load offline). The st.Page icons below are fine:
@@ -29,6 +31,10 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-render_model_picker()
-page.run()
-render_device_picker()
+with script_timer(page.title):  # a no-op unless the browser benchmark asks for it
+    render_model_picker()
+    page.run()
+    render_device_picker()
+# Once per process, after the first page is drawn (its import of torch would slow that page down):
+# torch, the default model and the first figures of each page, in the background.
+warmup.start()

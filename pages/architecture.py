@@ -23,25 +23,10 @@ from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
 from ui import state
 from ui.models import current_choice
+from ui.shared_results import REFERENCE_RESNETS, reference_summaries, summary_of
 
 K = state.ARCH_PREFIX
-REFERENCE_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 PEER_MIN_SIZE = 64  # AlexNet and GoogLeNet cannot run on a smaller input
-
-
-@st.cache_data(show_spinner="Counting parameters and multiply-accumulates…", max_entries=64)
-def summary_of(config: ResNetConfig, input_size: int, label: str):
-    from resviz.analysis.summary import summarize
-
-    return summarize(config, input_size, label=label)
-
-
-@st.cache_data(show_spinner="Measuring the other architectures…")
-def reference_summaries(input_size: int):
-    from resviz.analysis.summary import COMPARISON_MODELS, summarize, summarize_torchvision
-
-    ours = [summarize(name, input_size) for name in REFERENCE_RESNETS]
-    return ours + [summarize_torchvision(name, input_size) for name in COMPARISON_MODELS]
 
 
 # Table headers for people (the CSV downloads keep the field names, which scripts want).

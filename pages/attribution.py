@@ -237,7 +237,8 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
         )
         right.download_button(
             "Overlay (PNG)",
-            png_bytes(overlay(views[i], result.maps[i], opacity=opacity, colormap=colormap)),
+            # Built on click: encoding every overlay on every rerun was a tenth of a layer switch.
+            lambda i=i: png_bytes(overlay(views[i], result.maps[i], opacity=opacity, colormap=colormap)),
             f"{model_name}_{result.method}_{i}.png",
             "image/png",
             key=f"{state.ATTR_DOWNLOAD_PNG}_{i}",
@@ -247,7 +248,7 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
             right.caption(f"Completeness error of this map: {float(result.completeness[i]):.1f}%")
     st.download_button(
         "All raw maps (.npz)",
-        result.to_npz(),
+        result.to_npz,
         f"{model_name}_{result.method}.npz",
         "application/octet-stream",
         key=state.ATTR_DOWNLOAD_NPZ,

@@ -40,6 +40,14 @@ def _module(digest: str, choice: object, name: str, _loaded: object, _image: obj
     return capture_activations(_loaded.model, x, [name])  # type: ignore[attr-defined]
 
 
+@st.cache_resource(show_spinner=False, max_entries=48, ttl=3600)
+def _figure(kind: str, key: tuple, _build):
+    """A figure built once per ``(kind, key)`` and shared read-only: returning to a layer, a
+    channel click or another session's same view redraws without rebuilding it (plotly's figure
+    building is most of a rerun's server time)."""
+    return _build()
+
+
 BLOCK_ROWS = 8  # channels in the F(x) / shortcut / output comparison
 
 
@@ -153,14 +161,14 @@ def _pick_layer(options, acts, loaded, image, choice):
     return module, _module(image.digest, choice, module, loaded, image.image), True
 
 
-def _draw_grid(layer: str, maps, shown: list[int], view) -> None:
+def _draw_grid(layer: str, maps, shown: list[int], view, key: tuple) -> None:
     """The clickable grid of the shown channels and one channel drawn large over the input."""
     from resviz.plots.features import channel_figure, grid_figure
 
     c, h, w = maps.shape
     st.subheader(f"{layer}: {len(shown)} of {c} channels, {h}x{w}")
     st.plotly_chart(
-        grid_figure(maps, shown),
+        _figure("grid", key, lambda: grid_figure(maps, shown)),
         key=state.FEAT_GRID,
         on_select="rerun",
         selection_mode="points",
@@ -172,10 +180,11 @@ def _draw_grid(layer: str, maps, shown: list[int], view) -> None:
     if st.session_state.get(state.FEAT_CHANNEL) not in shown:
         st.session_state[state.FEAT_CHANNEL] = shown[0]
     focus = st.selectbox("Channel shown large (or click a tile)", shown, key=state.FEAT_CHANNEL)
-    st.plotly_chart(channel_figure(view, maps[focus], focus), key="feat_channel_fig")
+    figure = _figure("channel", (*key, focus), lambda: channel_figure(view, maps[focus], focus))
+    st.plotly_chart(figure, key="feat_channel_fig")
 
 
-def _draw_block(model, acts, block: str, shown: list[int]) -> None:
+def _draw_block(model, acts, block: str, shown: list[int], key: tuple) -> None:
     """F(x), the shortcut and the output of one block for the first shown channels."""
     from resviz.plots.features import block_figure
 
@@ -186,13 +195,12 @@ def _draw_block(model, acts, block: str, shown: list[int]) -> None:
     st.caption(
         f"{_block_rows_caption(len(few), len(shown))} {_block_caption(model, bm.shortcut is not None)}"
     )
-    st.plotly_chart(
-        block_figure(bm.branch[0], None if bm.shortcut is None else bm.shortcut[0], bm.output[0], few),
-        key="feat_block_fig",
-    )
+    shortcut = None if bm.shortcut is None else bm.shortcut[0]
+    figure = _figure("block", (*key, block), lambda: block_figure(bm.branch[0], shortcut, bm.output[0], few))
+    st.plotly_chart(figure, key="feat_block_fig")
 
 
-def _draw_depth(base: dict[str, object]) -> None:
+def _draw_depth(digest: str, choice, base: dict[str, object]) -> None:
     """Depth statistics of the network against its plain twin."""
     from resviz.plots.features import depth_figure
 
@@ -201,7 +209,8 @@ def _draw_depth(base: dict[str, object]) -> None:
         "The plain twin has the same weights with every shortcut removed. "
         "||F(x)|| / ||x|| says how much each block changes its input."
     )
-    st.plotly_chart(depth_figure(base["residual"], base["plain"]), key="feat_depth_fig")
+    figure = _figure("depth", (digest, choice), lambda: depth_figure(base["residual"], base["plain"]))
+    st.plotly_chart(figure, key="feat_depth_fig")
 
 
 def _downloads(name: str, layer: str, acts, shown: list[int], block: str | None, view) -> None:
@@ -236,23 +245,43 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
         return
     choice = current_choice()
     base = _base(image.digest, choice, loaded, image.image)
+    _layer_view(loaded, image, choice, options, base)
+    _draw_depth(image.digest, choice, base)
+
+
+@st.fragment
+def _layer_view(loaded, image, choice, options, base) -> None:
+    """Everything a layer or channel change redraws; such a change reruns this part alone."""
+    from ui.timing import script_timer
+
+    with script_timer("Feature Maps", fragment=True):  # a no-op unless the browser benchmark asks
+        _layer_view_body(loaded, image, choice, options, base)
+
+
+def _layer_view_body(loaded, image, choice, options, base) -> None:
+    from resviz.errors import ResvizError
+
     crop = loaded.preprocessing.crop
     left, right = st.columns([1, 2])
     with left:
         st.image(base["view"], caption=f"{image.name}, as the network sees it ({crop}x{crop})", width=260)
     with right:
-        layer, acts, by_name = _pick_layer(options, base["acts"], loaded, image, choice)
+        try:
+            layer, acts, by_name = _pick_layer(options, base["acts"], loaded, image, choice)
+        except ResvizError as exc:  # a module typed by name that does not exist
+            st.error(str(exc))
+            return
         maps = acts.maps[layer][0]
         if maps.ndim != 3:
             st.error(f"{layer} outputs {maps.ndim}-D features, not channel maps; pick a convolutional layer.")
             return
         shown = _shown_channels(maps)
-    _draw_grid(layer, maps, shown, base["view"])
+    key = (image.digest, choice, layer, tuple(shown))
+    _draw_grid(layer, maps, shown, base["view"], key)
     # A stage's output is its last block's, so a stage shows that block; a module typed by name none.
     block = None if by_name else options.block_of.get(layer)
     if block is not None:
-        _draw_block(loaded.model, acts, block, shown)
-    _draw_depth(base)
+        _draw_block(loaded.model, acts, block, shown, key)
     _downloads(loaded.name, layer, acts, shown, block, base["view"])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
+from ui.shared_results import twin_gradient_profile
 from ui.shell import ensure_entry_point
 
 ensure_entry_point()
@@ -174,15 +175,6 @@ def _batch_widgets():
     return source, labels, batch_size, size
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _profile(twins, batch, device: str, split: bool):
-    from resviz.analysis.gradients import twin_profile
-    from resviz.device import configure_cpu_threads
-
-    configure_cpu_threads()
-    return twin_profile(twins, batch, device=device, split=split)
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def _loaded_profile(choice_key: str, batch_size: int, seed: int, device: str, _loaded):
     """Cached per sidebar choice (``choice_key``); ``_loaded`` is the shared model, not hashed."""
@@ -225,7 +217,7 @@ def _download(label: str, rows: list[dict[str, object]], name: str) -> None:
 
 def _at_init(twins, batch, device: str) -> None:
     with st.spinner(f"Forward and backward pass of both {twins.label} twins…"):
-        pair = _profile(twins, batch, device, True)
+        pair = twin_gradient_profile(twins, batch, device, True)
     _show_pair(pair)
     if twins.zero_init_residual:
         st.warning(ZERO_INIT_NOTE)
@@ -301,7 +293,7 @@ def _sweep(twins, batch, device: str) -> None:
     bar = st.progress(0.0, text="Sweeping depths…")
     pairs = []
     for i, depth in enumerate(request[2]):
-        pairs.append(_profile(sweep_settings(twins, depth), batch, device, False))
+        pairs.append(twin_gradient_profile(sweep_settings(twins, depth), batch, device, False))
         bar.progress((i + 1) / len(request[2]), text=f"Depth {depth} done")
     bar.empty()
     sweep = sweep_from_profiles(pairs, twins, batch)

@@ -9,6 +9,9 @@ import torch
 
 # Two cores here: one intra-op thread per test process keeps timings steady and avoids oversubscription.
 torch.set_num_threads(int(os.environ.get("RESVIZ_TEST_THREADS", "2")))
+# No background warm-up (ui/warmup.py) in the app's tests or the servers they start: it would compete
+# with the tests for the two cores. tests/app/test_warmup.py turns it on where it is the subject.
+os.environ.setdefault("RESVIZ_WARMUP", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -156,7 +156,18 @@ def _saved_runs() -> list:
 
 
 def render_device_picker() -> None:
-    """Device selector and label. Imports torch: call it after the page has drawn its first text."""
+    """Device selector and label. Imports torch: call it after the page has drawn its first text.
+
+    While the warm-up is still importing torch (a first visit to Home), it says so rather than
+    waiting: Home appears without torch, and the next page finds it loaded.
+    """
+    from ui.warmup import torch_ready
+
+    if not torch_ready():
+        with st.sidebar:
+            st.subheader("Device")
+            st.caption("Loading PyTorch…")
+        return
     from resviz.device import available_devices, configure_cpu_threads, describe_device, resolve_device
 
     # The thread count the label reports is the one models run with, set when the first model
@@ -209,7 +220,9 @@ def _load(choice: ModelChoice) -> LoadedModel:
     from resviz.models.weights import load_model
 
     configure_cpu_threads()
-    spec = weights_spec(choice, st.session_state.get(state.CHECKPOINT_FILE))
+    # Session state only for an upload: the warm-up thread (ui.warmup) loads the default without one.
+    upload = st.session_state.get(state.CHECKPOINT_FILE) if choice.weights == "checkpoint" else None
+    spec = weights_spec(choice, upload)
     # The sidebar downloads ImageNet weights itself, with a progress bar (current_model).
     return load_model(choice.name, spec, device=resolve_device(choice.device), download=False)
 

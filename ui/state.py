@@ -145,7 +145,6 @@ FAITH_RUN = "faith_run"  # button: evaluate
 FAITH_STOP = "faith_stop"  # button: stop the evaluation (interrupts at the next progress update)
 FAITH_ASKED = "faith_asked"  # set of requests the user pressed Evaluate for (not yet done or stopped)
 FAITH_REPORTS = "faith_reports"  # {request: FaithfulnessReport}, the last few
-FAITH_PROBE = "faith_probe"  # {request: (estimated seconds, images)}, timed once per request
 FAITH_METRICS_CHART = "faith_metrics_chart"  # plotly chart: methods x metrics
 FAITH_CURVES_CHART = "faith_curves_chart"  # plotly chart: deletion/insertion/ROAD curves
 FAITH_DOWNLOAD = "faith_download"  # + "_<what>": CSV, npz and HTML downloads

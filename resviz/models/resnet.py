@@ -205,7 +205,8 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_planes, cfg.num_classes)
         self.num_features = in_planes
-        self.reset_parameters()
+        if self.fc.weight.device.type != "meta":  # a shape-only copy has no values to initialise
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Initialise as the config says (torchvision's scheme for ``init="kaiming"``)."""

@@ -132,48 +132,61 @@ def mosaic_figure(
     hover_prefix: str = "channel ",
     tile_values: np.ndarray | None = None,
     column_titles: Sequence[str] | None = None,
+    label_texts: Sequence[str] | None = None,
+    extra_traces: Sequence[go.Scatter] = (),
 ) -> go.Figure:
     """One heatmap of the mosaic, channel numbers on the tiles and in the hover.
+
+    Built in one ``go.Figure`` call: plotly validates the whole figure again on every ``add_*`` and
+    ``update_*`` call, which made building the figure most of a layer switch's server time.
 
     Args:
         mosaic: from :func:`tile_maps`.
         tile_values: optional ``(K,)`` number per tile shown in the hover (e.g. the mean activation).
         column_titles: text above each tile column (the block comparison's "F(x)", "shortcut"...).
+        label_texts: what is written on each labelled tile (default: its label).
+        extra_traces: drawn on top (e.g. a note in empty tiles).
     """
     ticks = [0, TOP // 2, TOP]
     values = [mosaic.vmin + (mosaic.vmax - mosaic.vmin) * t / TOP for t in ticks]
-    fig = go.Figure(
-        go.Heatmap(
-            z=mosaic.z,
-            zmin=0,
-            zmax=PAD,
-            colorscale=_colorscale(colorscale),
-            hoverinfo="skip",
-            colorbar=dict(tickvals=ticks, ticktext=[f"{v:.3g}" for v in values], thickness=12),
-            name="maps",
-        )
+    heatmap = go.Heatmap(
+        z=mosaic.z,
+        zmin=0,
+        zmax=PAD,
+        colorscale=_colorscale(colorscale),
+        hoverinfo="skip",
+        colorbar=dict(tickvals=ticks, ticktext=[f"{v:.3g}" for v in values], thickness=12),
+        name="maps",
     )
-    _add_tile_traces(fig, mosaic, colorscale, hover_prefix, tile_values)
-    _add_column_titles(fig, mosaic, column_titles or ())
+    traces = [
+        heatmap,
+        *_tile_traces(mosaic, colorscale, hover_prefix, tile_values, label_texts),
+        *extra_traces,
+    ]
     aspect = mosaic.z.shape[0] / mosaic.z.shape[1]
-    fig.update_layout(
+    height, width = mosaic.z.shape
+    layout = dict(
         title=title or None,
         height=int(min(1000, max(260, 720 * aspect + (60 if title else 30)))),
         margin=dict(l=10, r=10, t=50 if (title or column_titles) else 20, b=10),
         plot_bgcolor="white",
         hoverdistance=-1,
         hovermode="closest",
+        annotations=_column_titles(mosaic, column_titles or ()),
+        # Fixed ranges: autorange would pad for the (invisible) markers and shrink the mosaic.
+        xaxis=dict(visible=False, constrain="domain", range=[-0.5, width - 0.5]),
+        yaxis=dict(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain"),
     )
-    # Fixed ranges: autorange would pad for the (invisible) markers and shrink the mosaic.
-    height, width = mosaic.z.shape
-    fig.update_xaxes(visible=False, constrain="domain", range=[-0.5, width - 0.5])
-    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain")
-    return fig
+    return go.Figure(data=traces, layout=layout)
 
 
-def _add_tile_traces(
-    fig: go.Figure, mosaic: Mosaic, colorscale: str, hover_prefix: str, tile_values: np.ndarray | None
-) -> None:
+def _tile_traces(
+    mosaic: Mosaic,
+    colorscale: str,
+    hover_prefix: str,
+    tile_values: np.ndarray | None,
+    label_texts: Sequence[str] | None,
+) -> list[go.Scatter]:
     """An invisible marker per tile centre (hover and click) and the channel number on each tile.
 
     A marker, not the heatmap, answers the pointer: plotly's click-to-select skips heatmap traces
@@ -189,42 +202,39 @@ def _add_tile_traces(
         custom = np.asarray(tile_values, dtype=float)[: len(show)].tolist()
         hover += "<br>mean %{customdata:.3g}"
     invisible = dict(marker=dict(opacity=0))
-    fig.add_trace(
-        go.Scatter(
-            x=(c[show] * step_x + (w - 1) / 2).tolist(),
-            y=(r[show] * step_y + (h - 1) / 2).tolist(),
-            text=[f"{hover_prefix}{mosaic.labels[i]}" for i in show],
-            customdata=custom,
-            mode="markers",
-            marker=dict(size=max(8, min(60, 600 // max(mosaic.cols, 1))), opacity=0, color="black"),
-            selected=invisible,
-            unselected=invisible,
-            hovertemplate=hover + "<extra></extra>",
-            showlegend=False,
-            name="tiles",
-        )
+    markers = go.Scatter(
+        x=(c[show] * step_x + (w - 1) / 2).tolist(),
+        y=(r[show] * step_y + (h - 1) / 2).tolist(),
+        text=[f"{hover_prefix}{mosaic.labels[i]}" for i in show],
+        customdata=custom,
+        mode="markers",
+        marker=dict(size=max(8, min(60, 600 // max(mosaic.cols, 1))), opacity=0, color="black"),
+        selected=invisible,
+        unselected=invisible,
+        hovertemplate=hover + "<extra></extra>",
+        showlegend=False,
+        name="tiles",
     )
-    fig.add_trace(
-        go.Scatter(
-            x=(c[show] * step_x).tolist(),
-            y=(r[show] * step_y).tolist(),
-            text=[mosaic.labels[i] for i in show],
-            mode="text",
-            textposition="bottom right",
-            textfont=dict(color=label_colors(mosaic, colorscale, show), size=11),
-            hoverinfo="skip",
-            showlegend=False,
-            name="labels",
-        )
+    labels = go.Scatter(
+        x=(c[show] * step_x).tolist(),
+        y=(r[show] * step_y).tolist(),
+        text=list(label_texts) if label_texts is not None else [mosaic.labels[i] for i in show],
+        mode="text",
+        textposition="bottom right",
+        textfont=dict(color=label_colors(mosaic, colorscale, show), size=11),
+        hoverinfo="skip",
+        showlegend=False,
+        name="labels",
     )
+    return [markers, labels]
 
 
-def _add_column_titles(fig: go.Figure, mosaic: Mosaic, titles: Sequence[str]) -> None:
-    """Text above each tile column, at paper y = 1: an annotation at a data y outside the axis range
-    is not drawn."""
+def _column_titles(mosaic: Mosaic, titles: Sequence[str]) -> list[dict[str, object]]:
+    """Annotations above each tile column, at paper y = 1: an annotation at a data y outside the
+    axis range is not drawn."""
     w = mosaic.tile[1]
-    for j, label in enumerate(titles):
-        fig.add_annotation(
+    return [
+        dict(
             x=j * (w + mosaic.pad) + (w - 1) / 2,
             y=1,
             xref="x",
@@ -235,6 +245,8 @@ def _add_column_titles(fig: go.Figure, mosaic: Mosaic, titles: Sequence[str]) ->
             font=dict(size=13),
             name="column title",
         )
+        for j, label in enumerate(titles)
+    ]
 
 
 def grid_figure(
@@ -269,22 +281,14 @@ def block_figure(
             tiles.append(maps[ch] if maps is not None else missing)
             labels.append(f"{kind} · channel {ch}" if maps is not None else "")
     mosaic = tile_maps(np.stack(tiles), labels, cols=3, symmetric=True)
-    fig = mosaic_figure(
-        mosaic,
-        title=title,
-        colorscale="RdBu_r",
-        hover_prefix="",
-        column_titles=list(BLOCK_COLUMNS if shortcut is not None else PLAIN_BLOCK_COLUMNS),
-    )
     # The label trace has a point per labelled tile (a plain block's empty shortcut tiles have none):
     # each row's channel goes on its first tile only.
     shown = [i for i, label in enumerate(mosaic.labels) if label]
-    fig.update_traces(
-        text=[f"ch {channels[i // 3]}" if i % 3 == 0 else "" for i in shown], selector=dict(name="labels")
-    )
+    texts = [f"ch {channels[i // 3]}" if i % 3 == 0 else "" for i in shown]
+    extra = []
     if shortcut is None:  # say why the middle column is empty, on every row
         h, w = mosaic.tile
-        fig.add_trace(
+        extra.append(
             go.Scatter(
                 x=[(w + mosaic.pad) + (w - 1) / 2] * len(channels),
                 y=[k * (h + mosaic.pad) + (h - 1) / 2 for k in range(len(channels))],
@@ -296,7 +300,15 @@ def block_figure(
                 name="missing",
             )
         )
-    return fig
+    return mosaic_figure(
+        mosaic,
+        title=title,
+        colorscale="RdBu_r",
+        hover_prefix="",
+        column_titles=list(BLOCK_COLUMNS if shortcut is not None else PLAIN_BLOCK_COLUMNS),
+        label_texts=texts,
+        extra_traces=extra,
+    )
 
 
 def channel_figure(
@@ -308,25 +320,45 @@ def channel_figure(
         view: ``(H, W, 3)`` uint8 input image after resize and crop.
         channel_map: ``(h, w)`` activation of the channel; upsampled to ``(H, W)`` for the overlay.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"channel {channel}", "over the input"))
-    fig.add_trace(
-        go.Heatmap(
-            z=channel_map,
-            colorscale="Viridis",
-            colorbar=dict(thickness=12, x=0.46),
-            hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>",
-        ),
-        row=1,
-        col=1,
+    # Two panels laid out by hand in one go.Figure call: make_subplots and the update_* calls took
+    # several times as long as the figure itself.
+    left, right = [0.0, 0.42], [0.54, 1.0]
+    titles = [
+        dict(text=text, x=sum(dom) / 2, y=1.0, xref="paper", yref="paper", xanchor="center",
+             yanchor="bottom", showarrow=False, font=dict(size=16))
+        for text, dom in ((f"channel {channel}", left), ("over the input", right))
+    ]  # fmt: skip
+    heatmap = go.Heatmap(
+        z=channel_map,
+        colorscale="Viridis",
+        colorbar=dict(thickness=12, x=0.46),
+        hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>",
     )
-    fig.add_trace(go.Image(z=overlay(view, channel_map, alpha=alpha), hoverinfo="skip"), row=1, col=2)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", row=1, col=1)
-    fig.update_yaxes(scaleanchor="x2", constrain="domain", row=1, col=2)
-    fig.update_xaxes(constrain="domain")
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
+    picture = go.Image(
+        source=_png_uri(overlay(view, channel_map, alpha=alpha)), hoverinfo="skip", xaxis="x2", yaxis="y2"
+    )
+    hidden = dict(showticklabels=False, constrain="domain")
+    layout = dict(
+        height=380,
+        margin=dict(l=10, r=10, t=40, b=10),
+        annotations=titles,
+        xaxis=dict(domain=left, **hidden),
+        yaxis=dict(autorange="reversed", scaleanchor="x", **hidden),
+        xaxis2=dict(domain=right, **hidden),
+        yaxis2=dict(scaleanchor="x2", **hidden),
+    )
+    return go.Figure(data=[heatmap, picture], layout=layout)
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    """A ``data:`` URI of an RGB uint8 array: a few tens of KB instead of a 150,000-number array."""
+    import base64
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, "PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def overlay(view: np.ndarray, channel_map: np.ndarray, *, alpha: float = 0.55) -> np.ndarray:

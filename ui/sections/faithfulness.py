@@ -48,6 +48,17 @@ def _inputs(loaded: LoadedModel, source: str, n: int, images: Sequence[LoadedIma
     return data.normalize(data.x_test), data.y_test, masks, f"{len(data.y_test)} held-out {data.name} images"
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _estimate(request: tuple, percentiles: tuple, _loaded: LoadedModel, _make_x) -> tuple[float, int]:
+    """``(seconds, images)`` of one request, from a timed probe; shared by every session (the
+    request names the model, the source, the methods and the images)."""
+    from resviz.analysis.faithfulness import estimate_seconds
+
+    x = _make_x()
+    methods, steps = request[3], request[4]
+    return estimate_seconds(_loaded.model, x, methods, steps=steps, percentiles=percentiles), len(x)
+
+
 def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key: str) -> None:
     """The section: settings and cost, the Evaluate/Stop buttons, then the table, figures and downloads.
 
@@ -57,7 +68,6 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
         model_key: identifies ``loaded`` across reruns and sessions (the page's ``repr(choice)``):
             the twin is cached under it.
     """
-    from resviz.analysis.faithfulness import estimate_seconds
     from resviz.analysis.pairs import held_out
     from resviz.analysis.road import ALL_PERCENTILES, PERCENTILES
 
@@ -86,14 +96,8 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
     if request not in reports:
         # The inputs, the twin and the timed probe are made once per request, not on every rerun
         # of the page (an opacity change above must not redo them).
-        estimates: dict = st.session_state.setdefault(state.FAITH_PROBE, {})
-        if request not in estimates:
-            x = _inputs(loaded, source, int(n), images)[0]
-            estimates[request] = (
-                estimate_seconds(loaded.model, x, methods, steps=steps, percentiles=percentiles),
-                len(x),
-            )
-        _ask(request, *estimates[request])
+        make_x = lambda: _inputs(loaded, source, int(n), images)[0]  # noqa: E731
+        _ask(request, *_estimate(request, tuple(percentiles), loaded, make_x))
         if request not in st.session_state.get(state.FAITH_ASKED, set()):
             return
         x, targets, masks, what = _inputs(loaded, source, int(n), images)

@@ -1,0 +1,119 @@
+"""Warm the server while the first visitor reads Home.
+
+A fresh server would make the first visit of each page pay for importing torch (3-5 s on 2 cores),
+loading the default model and computing that page's default figures. The first run of app.py in a
+process starts one background thread that does this work, in the order a visitor meets it. Every
+result goes into the same shared caches the pages use (:mod:`ui.shared_results`, the model cache),
+so a page that asks for a result still being computed waits for it instead of computing it twice,
+and nothing is computed that the page would not compute itself with its default settings.
+
+Off when ``RESVIZ_WARMUP=0`` (the test suite: it would compete with the tests for the CPU).
+A failing step is logged and skipped: the page will compute, and report, the same thing itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+WARMUP_ENV = "RESVIZ_WARMUP"
+_log = logging.getLogger("resviz.warmup")
+_started = threading.Lock()
+_thread: threading.Thread | None = None
+_torch_ready = threading.Event()
+
+
+def enabled() -> bool:
+    return os.environ.get(WARMUP_ENV, "1") != "0"
+
+
+def start() -> None:
+    """Start the warm-up once per process (later calls return at once)."""
+    global _thread
+    if not enabled() or _thread is not None:
+        return
+    with _started:
+        if _thread is None:
+            _thread = threading.Thread(target=_warm, name="resviz-warmup", daemon=True)
+            _thread.start()
+
+
+def torch_ready() -> bool:
+    """Whether torch can be used without waiting for its import (always, when the warm-up is off)."""
+    return not enabled() or _torch_ready.is_set()
+
+
+def join(timeout: float | None = None) -> bool:
+    """Wait for the warm-up to finish (tests, benchmarks); True when it has (or never started)."""
+    if _thread is not None:
+        _thread.join(timeout)
+        return not _thread.is_alive()
+    return True
+
+
+def _warm() -> None:
+    for step in (_import_torch, _default_model, _architecture, _gradient_flow):  # the nav order
+        start = time.perf_counter()
+        try:
+            step()
+        except Exception:  # the page computes (and reports) the same thing itself
+            _log.warning("warm-up step %s failed", step.__name__, exc_info=True)
+        _log.info("warm-up %s: %.2f s", step.__name__, time.perf_counter() - start)
+
+
+def _import_torch() -> None:
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+
+        from resviz.device import available_devices, configure_cpu_threads
+
+        configure_cpu_threads()
+        available_devices()
+    finally:
+        _torch_ready.set()
+
+
+def default_choice():
+    """The sidebar's first-visit model (the bundled demo run), or None when it is not installed."""
+    from resviz.runs import list_runs
+    from ui.models import DEMO_MODEL, ModelChoice
+
+    demo = next((r for r in list_runs() if r.bundled and r.name == DEMO_MODEL), None)
+    if demo is None:
+        return None
+    return ModelChoice(demo.name, "run", None, "auto", str(demo.path))
+
+
+def _default_model() -> None:
+    from ui.models import _load
+
+    choice = default_choice()
+    if choice is not None:
+        _load(choice)
+
+
+def _gradient_flow() -> None:
+    from resviz.analysis.batches import BatchSettings
+    from resviz.analysis.twins import TwinSettings
+    from ui.shared_results import twin_gradient_profile
+
+    twin_gradient_profile(TwinSettings(), BatchSettings(), "auto", True)
+
+
+def _architecture() -> None:
+    from resviz.models import ResNetConfig, twin_name
+    from resviz.runs import read_metadata
+    from ui.shared_results import reference_summaries, summary_of
+
+    choice = default_choice()
+    if choice is None:
+        return
+    config = ResNetConfig.from_dict(dict(read_metadata(choice.run_path)["variant_config"]))
+    size = 224 if config.stem == "imagenet" else 32
+    summary_of(config, size, choice.name)
+    twin = config.replace(skip=not config.skip, no_skip_blocks=frozenset())
+    summary_of(twin, size, f"{twin_name(choice.name)}, as in this run")
+    reference_summaries(max(size, 64))
