@@ -129,13 +129,16 @@ def replica_count(model: torch.nn.Module) -> int:
     many short operations, each too small for torch's intra-op threads, so one analysis uses about
     one core and queued sessions leave the others idle. One (no copy) on an accelerator, which runs
     one stream at a time anyway, and for a large model, whose operations already keep every core
-    busy through the intra-op threads and whose copies would cost memory.
+    busy through the intra-op threads and whose copies would cost memory. ``RESVIZ_REPLICAS=n``
+    overrides the count for small CPU models (1: no copies).
     """
     if model_device(model).type != "cpu":
         return 1
     size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     if size > REPLICA_MAX_BYTES:
         return 1
+    if os.environ.get("RESVIZ_REPLICAS"):
+        return max(1, int(os.environ["RESVIZ_REPLICAS"]))
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
