@@ -147,7 +147,8 @@ class Session:
             what = el.WhichOneof("type")
             proto = getattr(el, what)
             if what == "exception":
-                self.errors.append(f"{self.page}: exception {proto.message}")
+                where = proto.stack_trace[-1].strip().splitlines()[0] if proto.stack_trace else ""
+                self.errors.append(f"{self.page}: exception {proto.message} ({where})")
             elif what == "alert" and proto.format == 1:  # st.error
                 self.errors.append(f"{self.page}: error {proto.body}")
             widget_id = getattr(proto, "id", "")
@@ -158,7 +159,10 @@ class Session:
         """Pick another option of selectbox ``key`` (the ``step``-th after the current one)."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-        box = self.widgets[key]
+        box = self.widgets.get(key)
+        if box is None:  # the page failed before drawing it (its error is reported): just rerun
+            self.errors.append(f"{self.page}: no widget {key!r} to change")
+            return await self.rerun(self.page)
         options = list(box.options)
         current = box.raw_value if box.HasField("raw_value") else options[box.default[0]]
         state = WidgetState(id=box.id, string_value=options[(options.index(current) + step) % len(options)])
