@@ -15,12 +15,15 @@ the median (timeit's advice; seen here under load: one call's times ranged 50-29
 
 and prints each as a ratio to bare_out and to bare_in. Random weights: speed does not depend on them.
 
-Then the CAM family at layer4 (pytorch-grad-cam, the ``grad-cam`` package, as the reference when it is
-installed): each gradient CAM alone against the bare_in floor and against pytorch-grad-cam's same
-method; all gradient CAMs at once against a single Grad-CAM; Score-CAM and Ablation-CAM against
-pytorch-grad-cam's with its default batch sizes (16 and 32), with the maps' Pearson correlation and
-largest difference (``--cam-size``, ``--cam-model``: the forward-pass CAMs cost one pass per channel).
-Not a test: figures move with the machine's load; run it on a quiet machine to quote them.
+Then the CAM family at layer4 (pytorch-grad-cam, the ``grad-cam`` package, and torch-cam, the
+``torchcam`` package, as the references when installed): each gradient CAM alone against the bare_in
+floor (FullGrad, which needs the gradient down to the image, also against bare_x: forward + backward to
+the input) and against the reference's same method; all one-pass gradient CAMs at once against a
+single Grad-CAM; then the per-channel CAMs, Score-CAM and Ablation-CAM against pytorch-grad-cam's and
+SS-CAM and IS-CAM against torch-cam's, each reference with its default batch size (16, 32, 32, 32),
+with the maps' Pearson correlation and largest difference (``--forward-size``, ``--samples``: these
+cost one pass per channel, per sample). Smooth Grad-CAM++ and SS-CAM get the same seeded noise on
+both sides. Not a test: figures move with the machine's load; run it on a quiet machine to quote them.
 """
 
 from __future__ import annotations
@@ -38,12 +41,23 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resviz.analysis.attribution import grad_cam
+from resviz.analysis.attribution import attribute, grad_cam
 from resviz.analysis.cams import GRADIENT_CAMS
 from resviz.analysis.cams_forward import forward_cam
 from resviz.analysis.grad_cam import gradient_cams
+from resviz.analysis.methods import (
+    IntegratedScoreCamOptions,
+    SmoothGradCamppOptions,
+    SmoothScoreCamOptions,
+)
 from resviz.device import configure_cpu_threads
 from resviz.models import create_model
+
+
+def bare_x(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> None:
+    """Forward with autograd on from the image, backward from the target logits to the image."""
+    xg = x.clone().requires_grad_(True)
+    torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
 
 
 def bare(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *, to_input: bool) -> None:
@@ -107,7 +121,10 @@ def main() -> None:
     parser.add_argument("--cam-batch", type=int, default=1, help="images for the CAM family")
     parser.add_argument("--skip-gradcam", action="store_true", help="only the CAM family")
     parser.add_argument("--skip-gradient-cams", action="store_true", help="only Score-CAM and Ablation-CAM")
-    parser.add_argument("--forward-cams", nargs="+", default=["scorecam", "ablationcam"])
+    parser.add_argument("--forward-cams", nargs="+", default=["scorecam", "ablationcam", "sscam", "iscam"])
+    parser.add_argument("--forward-size", type=int, default=112, help="input side for the per-channel CAMs")
+    parser.add_argument("--samples", type=int, default=2, help="samples of SS-CAM, IS-CAM, Smooth Grad-CAM++")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated runs of each per-channel CAM")
     args = parser.parse_args()
     threads = configure_cpu_threads()
     print(
@@ -118,13 +135,11 @@ def main() -> None:
     )
     if not args.skip_gradcam:
         _bench_grad_cam(args, header)
-    try:
-        import pytorch_grad_cam  # noqa: F401
-
-        have_pgc = True
-    except ImportError:
-        have_pgc = False
+    have_pgc, have_tc = _installed("pytorch_grad_cam"), _installed("torchcam")
+    if not have_pgc:
         print("pytorch-grad-cam (pip install grad-cam) is not installed: no reference timings.")
+    if not have_tc:
+        print("torch-cam (pip install torchcam) is not installed: no reference timings for its methods.")
     model = create_model(args.cam_model, seed=0).eval()
     x = torch.randn(
         args.cam_batch, 3, args.cam_size, args.cam_size, generator=torch.Generator().manual_seed(0)
@@ -132,8 +147,21 @@ def main() -> None:
     side = f"{args.cam_size}x{args.cam_size}"
     print(f"\nCAM family at {args.cam_model}.layer4, {args.cam_batch} image(s) at {side}")
     if not args.skip_gradient_cams:
-        bench_gradient_cams(model, x, args.repeats, have_pgc)
-    bench_forward_cams(model, x, have_pgc, args.forward_cams)
+        bench_gradient_cams(model, x, args.repeats, have_pgc, have_tc, args.samples)
+    xf = torch.randn(
+        args.cam_batch, 3, args.forward_size, args.forward_size, generator=torch.Generator().manual_seed(0)
+    )
+    print(
+        f"\nPer-channel CAMs at {args.cam_model}.layer4, {args.cam_batch} image(s) at "
+        f"{args.forward_size}x{args.forward_size}, {args.samples} samples for SS-CAM and IS-CAM"
+    )
+    bench_forward_cams(model, xf, have_pgc, have_tc, args.forward_cams, args.samples, args.rounds)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _bench_grad_cam(args: argparse.Namespace, header: str) -> None:
@@ -162,79 +190,161 @@ PGC_NAMES = {
     "gradcam_elementwise": "GradCAMElementWise",
     "eigencam": "EigenCAM",
     "eigengradcam": "EigenGradCAM",
+    "fem": "FEM",
+    "kpca_cam": "KPCA_CAM",
+    "shapleycam": "ShapleyCAM",
+    "fullgrad": "FullGrad",
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
 }
+TORCHCAM_NAMES = {"smoothgradcampp": "SmoothGradCAMpp", "sscam": "SSCAM", "iscam": "ISCAM"}
+SEED = 0  # the noise of Smooth Grad-CAM++ and SS-CAM, on both sides
 
 
 def _pgc(model: torch.nn.Module, method: str, x: torch.Tensor, targets: list[int]):
     """pytorch-grad-cam's implementation of ``method`` as a zero-argument call (its default batch sizes)."""
+    import contextlib
+    import io
+
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cls = getattr(pgc, PGC_NAMES[method])
     wanted = [ClassifierOutputTarget(t) for t in targets]
+    layers = [] if method == "fullgrad" else [model.layer4]
 
     def run():
-        with cls(model=model, target_layers=[model.layer4]) as cam:
+        with contextlib.redirect_stdout(io.StringIO()), cls(model=model, target_layers=layers) as cam:
             return cam(input_tensor=x, targets=wanted)
 
     return run
 
 
+def _torchcam(model: torch.nn.Module, method: str, x: torch.Tensor, targets: list[int], samples: int):
+    """torch-cam's implementation as a zero-argument call (its default batch size and noise level),
+    its map upsampled to the input and scaled as ours; the global generator seeded as our ``seed``."""
+    import torch.nn.functional as F
+    import torchcam.methods as tcm
+
+    from resviz.analysis.attribution_core import normalize_maps
+
+    cls = getattr(tcm, TORCHCAM_NAMES[method])
+
+    def run():
+        with cls(model, "layer4", num_samples=samples, input_shape=tuple(x.shape[1:])) as extractor:
+            with torch.no_grad():
+                model(x)
+            torch.manual_seed(SEED)
+            cam = extractor(class_idx=targets)[0]
+        up = F.interpolate(cam[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+        return normalize_maps(up[:, 0]).numpy()
+
+    return run
+
+
+def _ours(model: torch.nn.Module, method: str, x: torch.Tensor, targets: list[int], samples: int):
+    """Our implementation as a zero-argument call; the noisy and sampled ones with ``samples``."""
+    options = {
+        "smoothgradcampp": SmoothGradCamppOptions(num_samples=samples, seed=SEED),
+        "sscam": SmoothScoreCamOptions(num_samples=samples, std=2.0, seed=SEED),  # torch-cam's std
+        "iscam": IntegratedScoreCamOptions(num_samples=samples),
+    }.get(method)
+    if method in GRADIENT_CAMS:
+        return lambda: gradient_cams(model, x, ["layer4"], [method], target=targets)[("layer4", method)]
+    if method in ("scorecam", "ablationcam"):
+        return lambda: forward_cam(model, x, "layer4", method, batch_size=64, target=targets)
+    layer = None if method == "fullgrad" else "layer4"
+    return lambda: attribute(model, x, method, layer=layer, target=targets, options=options)
+
+
 def _agreement(ours, ref) -> str:
+    """The worst Pearson correlation over the images whose maps are not blank, and the largest
+    difference (the issue's tolerance: >= 0.999 and <= 0.01)."""
     import numpy as np
 
-    r = min(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ours, ref))
-    return f"pearson {r:.5f}, max diff {float(np.abs(ours - ref).max()):.4f}"
+    rs = [
+        float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+        for a, b in zip(ours, ref)
+        if a.std() > 1e-6 and b.std() > 1e-6
+    ]
+    r = f"pearson {min(rs):.5f}" if rs else "blank maps"
+    return f"{r}, max diff {float(np.abs(ours - ref).max()):.4f}"
 
 
-def bench_gradient_cams(model: torch.nn.Module, x: torch.Tensor, repeats: int, have_pgc: bool) -> None:
+def bench_gradient_cams(
+    model: torch.nn.Module, x: torch.Tensor, repeats: int, have_pgc: bool, have_tc: bool, samples: int
+) -> None:
     with torch.no_grad():
         target = model(x).argmax(1)
     t_list = target.tolist()
-    fns: dict[str, Callable[[], object]] = {"bare_in": lambda: bare(model, x, target, to_input=True)}
-    for m in GRADIENT_CAMS:
-        fns[m] = lambda m=m: gradient_cams(model, x, ["layer4"], [m], target=t_list)
-        if have_pgc:
-            fns[f"pgc_{m}"] = _pgc(model, m, x, t_list)
+    fns: dict[str, Callable[[], object]] = {
+        "bare_in": lambda: bare(model, x, target, to_input=True),
+        "bare_x": lambda: bare_x(model, x, target),
+    }
+    methods = [*GRADIENT_CAMS, "shapleycam", "fullgrad", "smoothgradcampp"]
+    refs: dict[str, str] = {}
+    for m in methods:
+        fns[m] = _ours(model, m, x, t_list, samples)
+        if have_pgc and m in PGC_NAMES:
+            fns[f"ref_{m}"], refs[m] = _pgc(model, m, x, t_list), "pytorch-grad-cam"
+        elif have_tc and m in TORCHCAM_NAMES:
+            fns[f"ref_{m}"], refs[m] = _torchcam(model, m, x, t_list, samples), "torch-cam"
     fns["all"] = lambda: gradient_cams(model, x, ["layer4"], list(GRADIENT_CAMS), target=t_list)
     res = measure(fns, repeats)
-    print(f"{'method':<20} {'ms':>7} {'/bare_in':>8} {'pgc ms':>8} {'pgc/ours':>8}")
-    for m in GRADIENT_CAMS:
-        pgc = (
-            f"{res[f'pgc_{m}'] * 1e3:>8.1f} {res[f'pgc_{m}'] / res[m]:>8.2f}"
-            if have_pgc
-            else "       -        -"
+    print(f"{'method':<20} {'ms':>7} {'/bare_in':>8} {'/bare_x':>7} {'ref ms':>8} {'ref/ours':>8}  reference")
+    for m in methods:
+        ref = (
+            f"{res[f'ref_{m}'] * 1e3:>8.1f} {res[f'ref_{m}'] / res[m]:>8.2f}  {refs[m]}" if m in refs else ""
         )
-        print(f"{m:<20} {res[m] * 1e3:>7.1f} {res[m] / res['bare_in']:>8.2f} {pgc}")
+        floors = f"{res[m] / res['bare_in']:>8.2f} {res[m] / res['bare_x']:>7.2f}"
+        print(f"{m:<20} {res[m] * 1e3:>7.1f} {floors} {ref}")
     print(
-        f"all {len(GRADIENT_CAMS)} gradient CAMs at once: {res['all'] * 1e3:.1f} ms = "
-        f"{res['all'] / res['gradcam']:.2f}x one Grad-CAM",
+        f"all {len(GRADIENT_CAMS)} one-pass gradient CAMs at once: {res['all'] * 1e3:.1f} ms = "
+        f"{res['all'] / res['gradcam']:.2f}x one Grad-CAM; Smooth Grad-CAM++ with {samples} samples",
         flush=True,
     )
+    if refs:
+        print(
+            "maps:",
+            "; ".join(f"{m} {_agreement(fns[m]().maps, fns[f'ref_{m}']())}" for m in refs),
+            flush=True,
+        )
 
 
-def bench_forward_cams(model: torch.nn.Module, x: torch.Tensor, have_pgc: bool, methods: list[str]) -> None:
-    """One timed run each (they take seconds): ours with batch 64 against pytorch-grad-cam's defaults."""
+def bench_forward_cams(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    have_pgc: bool,
+    have_tc: bool,
+    methods: list[str],
+    samples: int,
+    rounds: int = 2,
+) -> None:
+    """Ours (batch 64) against the reference (its default batch size), alternated ``rounds`` times,
+    the fastest run of each kept: they take seconds each, and a shared machine's load drifts."""
     import contextlib
     import io
 
     with torch.no_grad():
         t_list = model(x).argmax(1).tolist()
     for m in methods:
-        forward_cam(model, x[:1], "layer4", m, batch_size=64, target=t_list[:1])  # warm-up
-        t0 = time.perf_counter()
-        ours = forward_cam(model, x, "layer4", m, batch_size=64, target=t_list)
-        t_ours = time.perf_counter() - t0
-        line = f"{m:<12} ours {t_ours:>7.2f} s"
-        if have_pgc:
-            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bars
-                t0 = time.perf_counter()
-                ref = _pgc(model, m, x, t_list)()
-                t_ref = time.perf_counter() - t0
-            agree = _agreement(ours.maps, ref)
-            line += f"   pytorch-grad-cam {t_ref:>7.2f} s = {t_ref / t_ours:.2f}x ours; {agree}"
+        _ours(model, m, x[:1], t_list[:1], 1)()  # warm-up
+        fns = {"ours": _ours(model, m, x, t_list, samples)}
+        if m in TORCHCAM_NAMES and have_tc:
+            fns["ref"], name = _torchcam(model, m, x, t_list, samples), "torch-cam"
+        elif m in PGC_NAMES and have_pgc:
+            fns["ref"], name = _pgc(model, m, x, t_list), "pytorch-grad-cam"
+        best, out = dict.fromkeys(fns, float("inf")), {}
+        for _ in range(rounds):
+            for key, fn in fns.items():
+                with contextlib.redirect_stderr(io.StringIO()):  # pytorch-grad-cam's tqdm bars
+                    t0 = time.perf_counter()
+                    out[key] = fn()
+                    best[key] = min(best[key], time.perf_counter() - t0)
+        line = f"{m:<12} ours {best['ours']:>7.2f} s"
+        if "ref" in fns:
+            ratio, agree = best["ref"] / best["ours"], _agreement(out["ours"].maps, out["ref"])
+            line += f"   {name} {best['ref']:>7.2f} s = {ratio:.2f}x ours; {agree}"
         print(line, flush=True)
 
 

@@ -122,8 +122,36 @@ def _method_options(spec, size: int):
             value=64,
             key=state.ATTR_BATCH_SIZE,
         )
-        return spec.options(batch_size=int(batch))
-    return spec.options()
+        return spec.options(batch_size=int(batch), **_table_option_widgets(spec, skip=("batch_size",)))
+    return spec.options(**_table_option_widgets(spec))
+
+
+def _table_option_widgets(spec, skip: tuple[str, ...] = ()) -> dict:
+    """A widget per option of the method table's dataclass (label, range and help from its field's
+    metadata); keys are ``attr_opt_<method>_<field>``, under the page's prefix."""
+    import dataclasses
+
+    fields = [f for f in dataclasses.fields(spec.options) if f.name not in skip]
+    if not fields:
+        return {}
+    values = {}
+    with st.expander(f"{spec.label} options", expanded=False):
+        for col, f in zip(st.columns(len(fields)), fields):
+            meta, key = f.metadata, f"{state.ATTR_OPTION_PREFIX}{spec.name}_{f.name}"
+            if isinstance(f.default, bool):
+                values[f.name] = col.toggle(meta["label"], value=f.default, key=key, help=meta["help"])
+                continue
+            kind = float if isinstance(f.default, float) else int
+            values[f.name] = col.number_input(
+                meta["label"],
+                min_value=kind(meta["min"]),
+                max_value=kind(meta["max"]),
+                value=f.default,
+                step=kind(0.1 if kind is float else 1),
+                key=key,
+                help=meta["help"],
+            )
+    return values
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -143,6 +171,8 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
     Kept in session state rather than ``st.cache_data``: its progress bar must not be replayed. A
     click on Stop reruns the script, which interrupts the run at its next progress update.
     """
+    from dataclasses import fields
+
     from resviz.analysis.attribution import attribute_images
     from resviz.analysis.cams_forward import estimate_seconds, forward_passes
 
@@ -151,11 +181,13 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
     if key in done:
         return done[key]
     channels, per_pass = _probe(model_key, layer, loaded.preprocessing.crop, loaded.model)
-    passes = forward_passes(channels, len(images))
+    samples = getattr(options, "num_samples", 1)  # SS-CAM, IS-CAM: the table's cost per sample
+    passes = forward_passes(channels, len(images), samples)
     seconds = estimate_seconds(passes, per_pass)
+    per_sample = f" x {samples} samples" if "num_samples" in {f.name for f in fields(options)} else ""
     st.info(
-        f"{spec.label} at {layer}: {passes} forward passes ({channels} channels x {len(images)} image(s)), "
-        f"{'at most' if spec.name == 'ablationcam' else 'about'} {seconds} s here. "
+        f"{spec.label} at {layer}: {passes} forward passes ({channels} channels{per_sample} x "
+        f"{len(images)} image(s)), {'at most' if spec.name == 'ablationcam' else 'about'} {seconds} s here. "
         f"Batches of {options.batch_size}."
     )
     run, stop = st.columns([1, 5])
@@ -353,11 +385,17 @@ def _controls(loaded, choices, names):
         list(METHODS),
         key=state.ATTR_METHOD,
         format_func=METHODS.__getitem__,
-        help="Score-CAM and Ablation-CAM say their cost before running; the README lists every cost.",
+        help="The per-channel CAMs (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM) say their cost before running; "
+        "the README lists every cost.",
     )
     spec = get_method(method)
-    if st.session_state.get(state.ATTR_LAYER) not in choices:
-        st.session_state[state.ATTR_LAYER] = default_layer(model)
+    # A new model resets the layer to its own default (its last stage) unless the user picked
+    # another layer that it also has: layer3, the demo ResNet-56's last stage, is not ResNet-18's.
+    default, before = default_layer(model), st.session_state.get(state.ATTR_LAYER_DEFAULT)
+    st.session_state[state.ATTR_LAYER_DEFAULT] = default
+    current = st.session_state.get(state.ATTR_LAYER)
+    if current not in choices or (current == before and before != default):
+        st.session_state[state.ATTR_LAYER] = default
     layer = c2.selectbox(
         "Layer",
         choices,

@@ -45,7 +45,7 @@ def _table(runs: list) -> list:
         on_select="rerun",
         selection_mode="multi-row",
         key=state.RUNS_TABLE,
-        column_config={"id": st.column_config.TextColumn("id", width="medium")},
+        column_config={"id": st.column_config.TextColumn("id", width="large")},  # ids run to 30 characters
     )
     st.download_button(
         "Runs table (CSV)", to_csv(rows), "runs.csv", "text/csv", key=state.RUNS_CSV, on_click="ignore"

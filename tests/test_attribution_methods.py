@@ -24,7 +24,11 @@ from resviz.analysis.methods import (
     METHODS,
     ForwardCamOptions,
     IntegratedGradientsOptions,
+    IntegratedScoreCamOptions,
     Kind,
+    NoOptions,
+    SmoothGradCamppOptions,
+    SmoothScoreCamOptions,
     get_method,
     make_options,
     readme_table,
@@ -54,6 +58,13 @@ def test_table_is_torch_free_and_complete():
         "scorecam",
         "ablationcam",
         "eigencam",
+        "fullgrad",
+        "smoothgradcampp",
+        "sscam",
+        "iscam",
+        "fem",
+        "kpca_cam",
+        "shapleycam",
     }
     assert required <= set(METHODS)
     for spec in METHOD_TABLE:
@@ -65,6 +76,15 @@ def test_table_is_torch_free_and_complete():
     assert get_method("scorecam").cost(ForwardCamOptions(), 512, 224) == (513, 0)
     assert get_method("integrated_gradients").cost(IntegratedGradientsOptions(steps=16), 8, 32) == (18, 16)
     assert get_method("saliency").kind is Kind.INPUT and not get_method("saliency").needs_layer
+    # FullGrad: the whole network (input + every bias layer) in one forward + backward, no layer.
+    full = get_method("fullgrad")
+    assert full.kind is Kind.NETWORK and not full.needs_layer and full.cost(NoOptions(), 512, 224) == (1, 1)
+    # The per-channel CAMs: a pass per channel and per sample, after the one that finds the layer.
+    assert get_method("sscam").cost(SmoothScoreCamOptions(num_samples=3), 512, 224) == (1 + 512 * 3, 0)
+    assert get_method("iscam").cost(IntegratedScoreCamOptions(), 64, 32) == (1 + 64 * 10, 0)
+    assert get_method("smoothgradcampp").cost(SmoothGradCamppOptions(num_samples=4), 512, 224) == (5, 4)
+    for name in ("scorecam", "ablationcam", "sscam", "iscam"):
+        assert "batch_size" in {f.name for f in dataclasses.fields(get_method(name).options)}
 
 
 def test_make_options_converts_and_checks():
@@ -80,6 +100,15 @@ def test_make_options_converts_and_checks():
         make_options("integrated_gradients", {"baseline": "white"})
     with pytest.raises(ResvizError, match="Unknown method 'gradcamm'"):
         get_method("gradcamm")
+
+
+def test_option_help_lists_every_option_from_the_table():
+    from resviz.analysis.methods import option_help
+
+    text = option_help()
+    assert "batch_size (scorecam, ablationcam)" in text
+    assert "batch_size, num_samples, std, seed (sscam)" in text
+    assert "num_samples, std, seed (smoothgradcampp)" in text and "fullgrad" not in text
 
 
 def test_readme_lists_every_method_with_its_cost():

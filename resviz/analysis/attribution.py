@@ -52,9 +52,12 @@ from resviz.analysis.attribution_core import (
     normalize_maps,
 )
 from resviz.analysis.cams_forward import AttributionStopped, Progress, forward_cam, forward_passes
+from resviz.analysis.cams_noise import smooth_grad_campp
+from resviz.analysis.fullgrad import fullgrad
 from resviz.analysis.grad_cam import captum_grad_cam, grad_cam, grad_cam_layers, gradient_cams
 from resviz.analysis.methods import METHOD_TABLE, Kind, get_method
 from resviz.analysis.methods import occlusion_plan as _occlusion_plan
+from resviz.analysis.shapley_cam import shapley_cam
 
 __all__ = [
     "BASELINES",
@@ -76,6 +79,7 @@ __all__ = [
     "default_layer",
     "forward_cam",
     "forward_passes",
+    "fullgrad",
     "grad_cam",
     "grad_cam_layers",
     "gradient_cams",
@@ -84,6 +88,8 @@ __all__ = [
     "normalize_maps",
     "occlusion_plan",
     "parse_target",
+    "shapley_cam",
+    "smooth_grad_campp",
 ]
 
 
@@ -166,9 +172,12 @@ def attribute(
 ) -> AttributionResult:
     """Any method of the table (:data:`resviz.analysis.methods.METHOD_TABLE`) for a batch.
 
-    Gradient CAMs take the one-pass path of :func:`gradient_cams`; Score-CAM and Ablation-CAM the
-    batched one of :func:`forward_cam`. The captum methods do one gradient-free forward for the
-    prediction (which also picks the target when none is given), then captum's method.
+    Gradient CAMs take the one-pass path of :func:`gradient_cams`; the per-channel CAMs (Score-CAM,
+    SS-CAM, IS-CAM, Ablation-CAM) the batched one of :func:`forward_cam`; Smooth Grad-CAM++,
+    Shapley-CAM and FullGrad their own (:mod:`resviz.analysis.cams_noise`,
+    :mod:`resviz.analysis.shapley_cam`, :mod:`resviz.analysis.fullgrad`). The
+    captum methods do one gradient-free forward for the prediction (which also picks the target
+    when none is given), then captum's method.
 
     Args:
         model: a classifier.
@@ -180,7 +189,7 @@ def attribute(
         top_k: classes kept in the prediction.
         options: the method's options dataclass (default: its defaults).
         preprocessing: the model's preprocessing (for Integrated Gradients' "black" baseline).
-        progress: for Score-CAM and Ablation-CAM, ``(done, total) -> False to stop``.
+        progress: for the per-channel CAMs, ``(done, total) -> False to stop``.
         **legacy: the former keywords (``ig_steps``, ``baseline``, ``occlusion_window``...).
 
     Returns:
@@ -192,9 +201,15 @@ def attribute(
     if spec.engine == "gradient":
         return gradient_cams(model, x, [layer_name], [method], **named)[(layer_name, method)]
     if spec.engine == "forward":
-        return forward_cam(
-            model, x, layer_name, method, batch_size=opts.batch_size, progress=progress, **named
+        return forward_cam(model, x, layer_name, method, options=opts, progress=progress, **named)
+    if spec.engine == "noise":
+        return smooth_grad_campp(
+            model, x, layer_name, num_samples=opts.num_samples, std=opts.std, seed=opts.seed, **named
         )
+    if spec.engine == "fullgrad":
+        return fullgrad(model, x, **named)
+    if spec.engine == "hessian":
+        return shapley_cam(model, x, layer_name, **named)
     module = resolve_layers(model, [layer_name])[layer_name] if layer_name else None
     x = _check_input(model, x)
     namer = _class_namer(class_name)

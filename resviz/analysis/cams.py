@@ -86,6 +86,33 @@ def eigengradcam(act: Tensor, grad: Tensor) -> Tensor:
     return first_component(grad * act)
 
 
+def fem(act: Tensor, grad: Tensor, k: float = 2.0) -> Tensor:
+    """FEM, the Feature Explanation Method (Fuad et al. 2020, https://hal.science/hal-02963298):
+    each channel weighted by the share of its positions above its ``mean + k std`` (k-sigma rule,
+    population std, ``k = 2`` as pytorch-grad-cam's default); no gradient."""
+    mean = act.mean(dim=(2, 3), keepdim=True)
+    std = act.std(dim=(2, 3), keepdim=True, correction=0)
+    return _weighted((act > mean + k * std).float().mean(dim=(2, 3)), act)
+
+
+def kpca_cam(act: Tensor, grad: Tensor) -> Tensor:
+    """KPCA-CAM (Karmani et al. 2024, https://arxiv.org/abs/2410.00267): Eigen-CAM with kernel PCA.
+
+    Each image's ``(h*w, C)`` centred activations projected on the first component of scikit-learn's
+    ``KernelPCA`` with a sigmoid kernel, as pytorch-grad-cam's ``KPCA_CAM`` (its defaults); sklearn
+    fixes the component's sign (``svd_flip``), so the map does not flip between runs.
+    """
+    from sklearn.decomposition import KernelPCA
+
+    a = np.nan_to_num(act.detach().float().cpu().numpy())
+    out = []
+    for img in a:
+        flat = img.reshape(img.shape[0], -1).T
+        flat = flat - flat.mean(axis=0)
+        out.append(KernelPCA(n_components=1, kernel="sigmoid").fit_transform(flat).reshape(img.shape[1:]))
+    return torch.from_numpy(np.float32(out)).to(act.device)
+
+
 GRADIENT_CAMS: dict[str, CamFunction] = {
     "gradcam": gradcam,
     "gradcampp": gradcampp,
@@ -95,5 +122,7 @@ GRADIENT_CAMS: dict[str, CamFunction] = {
     "gradcam_elementwise": gradcam_elementwise,
     "eigencam": eigencam,
     "eigengradcam": eigengradcam,
+    "fem": fem,
+    "kpca_cam": kpca_cam,
 }
-NO_GRADIENT = frozenset({"eigencam"})  # needs the forward only
+NO_GRADIENT = frozenset({"eigencam", "fem", "kpca_cam"})  # need the forward only

@@ -68,6 +68,7 @@ def one_pass(
     target: int | Sequence[int] | None,
     *,
     backward: bool = True,
+    create_graph: bool = False,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """One forward (autograd only from the earliest layer on) and one backward to the layers.
 
@@ -79,6 +80,8 @@ def one_pass(
         layers: dotted names, checked.
         target: the class(es) to explain; ``None``: the predicted class.
         backward: ``False`` for methods that need activations only.
+        create_graph: keep the backward's graph, and return the activations and gradients attached
+            to it, for a second derivative.
 
     Returns:
         ``(logits (N, K), targets (N,), activations, gradients)``, the last two per layer name,
@@ -119,9 +122,13 @@ def one_pass(
     grads: dict[str, Tensor] = {}
     if backward:
         selected = logits.gather(1, targets[:, None]).sum()  # images are independent in eval mode
-        got = torch.autograd.grad(selected, [acts[n] for n in layers], allow_unused=True)
+        got = torch.autograd.grad(
+            selected, [acts[n] for n in layers], allow_unused=True, create_graph=create_graph
+        )
         grads = {n: (g if g is not None else torch.zeros_like(acts[n])) for n, g in zip(layers, got)}
     torch.set_grad_enabled(False)
+    if create_graph:  # the caller differentiates the gradients again (Shapley-CAM)
+        return logits.detach(), targets, dict(acts), grads
     return logits.detach(), targets, {n: a.detach() for n, a in acts.items()}, grads
 
 

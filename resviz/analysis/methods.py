@@ -29,6 +29,8 @@ class Kind(str, Enum):
     CAM = "CAM on a layer"  # a layer's channels weighted, upsampled to the input
     LAYER = "layer attribution"  # a layer's CAM combined with input gradients (Guided Grad-CAM)
     INPUT = "input attribution"  # per pixel of the input; no layer
+    # FullGrad: the input-gradient term plus every bias layer's, summed; no one layer to choose
+    NETWORK = "whole network"
 
 
 def _opt(default: Any, label: str, help: str, lo: float | None = None, hi: float | None = None, **more: Any):
@@ -45,6 +47,36 @@ class ForwardCamOptions:
     """Score-CAM and Ablation-CAM: one forward pass per channel, evaluated in batches."""
 
     batch_size: int = _opt(64, "Batch size", "forward passes evaluated together (memory vs speed)", 1, 1024)
+
+
+@dataclass(frozen=True)
+class SmoothScoreCamOptions:
+    """SS-CAM (Wang et al. 2020): Score-CAM averaged over masks with Gaussian noise (torch-cam's noise;
+    8 samples, not its 35: each sample costs as much as a whole Score-CAM)."""
+
+    batch_size: int = _opt(64, "Batch size", "forward passes evaluated together (memory vs speed)", 1, 1024)
+    num_samples: int = _opt(8, "Noisy samples", "noisy copies of every mask; each costs a pass", 1, 128)
+    std: float = _opt(2.0, "Noise std", "of the noise added to each mask (masks span 0 to 1)", 0.0, 10.0)
+    seed: int = _opt(0, "Seed", "the noise's random seed: same seed, same map", 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class IntegratedScoreCamOptions:
+    """IS-CAM (Naidu et al. 2020): Score-CAM integrated over scaled masks (torch-cam's default)."""
+
+    batch_size: int = _opt(64, "Batch size", "forward passes evaluated together (memory vs speed)", 1, 1024)
+    num_samples: int = _opt(10, "Integration steps", "scaled copies of every mask; each costs a pass", 1, 128)
+
+
+@dataclass(frozen=True)
+class SmoothGradCamppOptions:
+    """Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with gradients averaged over noisy inputs."""
+
+    num_samples: int = _opt(
+        4, "Noisy samples", "noisy copies of the image; each costs a forward + backward", 1, 64
+    )
+    std: float = _opt(0.3, "Noise std", "of the noise added to the normalized image", 0.0, 5.0)
+    seed: int = _opt(0, "Seed", "the noise's random seed: same seed, same map", 0, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -95,7 +127,10 @@ class MethodSpec:
         label: for people.
         kind: where the map lives.
         engine: ``"gradient"`` (the shared one forward + one backward), ``"forward"`` (batched
-            forward passes per channel) or ``"captum"``.
+            forward passes per channel: a cost to say before running), ``"noise"`` (a forward and
+            backward per noisy copy of the image), ``"hessian"`` (a backward and a double
+            backward), ``"fullgrad"`` (one forward + backward through the whole network) or
+            ``"captum"``.
         cost: forward and backward passes per image, from the options, the layer's channels and the
             input's side.
         cost_text: the same in words, for the README and the CLI's help.
@@ -114,7 +149,7 @@ class MethodSpec:
 
     @property
     def needs_layer(self) -> bool:
-        return self.kind is not Kind.INPUT
+        return self.kind not in (Kind.INPUT, Kind.NETWORK)
 
     def default_options(self) -> Any:
         return self.options()
@@ -157,6 +192,33 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         reference=f"Muhammad & Yeasin 2020; {_PGC}",
     ),
     MethodSpec(
+        "fem",
+        "FEM",
+        Kind.CAM,
+        "gradient",
+        lambda _o, _c, _s: (1, 0),
+        "1 forward (no gradient)",
+        reference=f"Fuad et al. 2020 (k = 2); {_PGC} FEM",
+    ),
+    MethodSpec(
+        "kpca_cam",
+        "KPCA-CAM",
+        Kind.CAM,
+        "gradient",
+        lambda _o, _c, _s: (1, 0),
+        "1 forward (no gradient) + a kernel PCA per image",
+        reference=f"Karmani et al. 2024; {_PGC} KPCA_CAM",
+    ),
+    MethodSpec(
+        "shapleycam",
+        "Shapley-CAM",
+        Kind.CAM,
+        "hessian",
+        lambda _o, _c, _s: (1, 2),
+        "1 forward + 1 backward + 1 double backward (a Hessian-vector product)",
+        reference=f"Cai et al. 2025; {_PGC} ShapleyCAM",
+    ),
+    MethodSpec(
         "scorecam",
         "Score-CAM",
         Kind.CAM,
@@ -175,6 +237,45 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "1 forward per channel of the layer (batched), from the layer's activation up",
         ForwardCamOptions,
         f"Desai & Ramaswamy 2020; {_PGC}",
+    ),
+    MethodSpec(
+        "sscam",
+        "SS-CAM",
+        Kind.CAM,
+        "forward",
+        lambda o, c, _s: (1 + c * o.num_samples, 0),
+        "1 forward per channel of the layer per noisy sample (batched), on the masked image",
+        SmoothScoreCamOptions,
+        "Wang et al. 2020; torch-cam SSCAM",
+    ),
+    MethodSpec(
+        "iscam",
+        "IS-CAM",
+        Kind.CAM,
+        "forward",
+        lambda o, c, _s: (1 + c * o.num_samples, 0),
+        "1 forward per channel of the layer per integration step (batched), on the masked image",
+        IntegratedScoreCamOptions,
+        "Naidu et al. 2020; torch-cam ISCAM",
+    ),
+    MethodSpec(
+        "smoothgradcampp",
+        "Smooth Grad-CAM++",
+        Kind.CAM,
+        "noise",
+        lambda o, _c, _s: (1 + o.num_samples, o.num_samples),
+        "1 forward + 1 forward and backward per noisy sample",
+        SmoothGradCamppOptions,
+        "Omeiza et al. 2019; torch-cam SmoothGradCAMpp",
+    ),
+    MethodSpec(
+        "fullgrad",
+        "FullGrad",
+        Kind.NETWORK,
+        "fullgrad",
+        _one_pass,
+        "1 forward + 1 backward to the input (every bias layer's gradient from the same pass)",
+        reference=f"Srinivas & Fleuret 2019; {_PGC} FullGrad",
     ),
     MethodSpec(
         "guided_gradcam",
@@ -276,6 +377,17 @@ def _convert(label: str, f: dataclasses.Field, raw: Any) -> Any:
 def method_help() -> str:
     """One line per method for ``--help``: name, label and cost."""
     return "; ".join(f"{m.name} ({m.label}: {m.cost_text})" for m in METHOD_TABLE)
+
+
+def option_help() -> str:
+    """The options of every method that has some, for ``--option``'s help: ``"batch_size (scorecam,
+    ablationcam); ..."``, methods with the same options grouped."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for m in METHOD_TABLE:
+        names = tuple(f.name for f in dataclasses.fields(m.options))
+        if names:
+            groups.setdefault(names, []).append(m.name)
+    return "; ".join(f"{', '.join(names)} ({', '.join(methods)})" for names, methods in groups.items())
 
 
 def readme_table() -> str:

@@ -13,9 +13,11 @@ Shortcut additions are counted separately (``adds``): they are elementwise, not 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -165,11 +167,21 @@ def summarize(
         in_channels: input channels (default: the config's, else the first conv's, else 3).
         label: name shown in tables (default: the registered name or the class name).
     """
-    meta_model, label = _meta_copy(model, label)
+    built, label = _meta_copy(model, label)
+    return _summarize(built, label, input_size, in_channels)
+
+
+def _summarize(
+    built: _Built, label: str, input_size: int | tuple[int, int], in_channels: int | None
+) -> ModelSummary:
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    meta_model = built.model
     c = in_channels or _input_channels(meta_model)
     recorder = _Recorder(meta_model)
-    with forward_hooks(meta_model, recorder.hooks()), _shapes_only(meta_model), torch.no_grad():
+    # The lock: a cached meta model is shared by threads, and the hooks and patches are per pass.
+    # With autograd on: the depth is read from the graph of this very pass (no memory on meta).
+    hooks = forward_hooks(meta_model, recorder.hooks())
+    with built.lock, hooks, _shapes_only(meta_model), torch.enable_grad():
         out = meta_model(torch.empty(1, c, h, w, device="meta"))
     rows = recorder.rows
 
@@ -184,61 +196,111 @@ def summarize(
         params=total_params,
         macs=sum(r.macs for r in rows),
         adds=sum(r.adds for r in rows),
-        depth=weighted_depth(meta_model),
+        depth=_graph_depth(out),
     )
 
 
 def summarize_torchvision(name: str, input_size: int = 224) -> ModelSummary:
     """Summarize a torchvision classifier (e.g. ``"vgg16"``) built on the meta device."""
-    import torchvision
-
-    extra = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
-    with torch.device("meta"):
-        model = torchvision.models.get_model(name, weights=None, **extra)
-    return summarize(model, input_size, label=name)
+    return _summarize(_meta_torchvision(name), name, input_size, None)
 
 
 COMPARISON_MODELS = ("alexnet", "vgg16", "googlenet", "mobilenet_v2", "densenet121")
 
 
-def weighted_depth(model: nn.Module) -> int:
+def weighted_depth(model: nn.Module, input_size: int = 224) -> int:
     """Conv and linear layers on the longest path from input to output (the paper's "depth").
 
     ResNet-50 gives 50 (projection shortcuts are not on the longest path), VGG-16 16, GoogLeNet 22.
-    Falls back to counting every conv and linear layer when the model cannot be traced.
+    Read from the autograd graph of one meta-device pass (:func:`_graph_depth`); ``model`` itself
+    is not run (a meta copy is, when it is not on the meta device already).
     """
-    weighted = (nn.Conv2d, nn.Linear)
-    try:
-        graph = torch.fx.symbolic_trace(model.eval()).graph
-    except Exception:  # untraceable control flow: an upper bound is the best we can say
-        return sum(isinstance(m, weighted) for m in model.modules())
-    modules = dict(model.named_modules())
-    depth: dict[torch.fx.Node, int] = {}
-    for node in graph.nodes:
-        here = int(node.op == "call_module" and isinstance(modules.get(node.target), weighted))
-        depth[node] = here + max((depth[n] for n in node.all_input_nodes), default=0)
-    return max(depth.values(), default=0)
+    if any(p.device.type != "meta" for p in model.parameters()):
+        model = copy.deepcopy(model).to("meta")
+    c = _input_channels(model)
+    with _shapes_only(model), torch.enable_grad():
+        out = model.eval()(torch.empty(1, c, input_size, input_size, device="meta"))
+    return _graph_depth(out)
+
+
+# Autograd nodes of the weighted layers: every convolution, and a linear layer's matrix product.
+_WEIGHTED_NODES = ("ConvolutionBackward", "AddmmBackward", "MmBackward", "LinearBackward")
+
+
+def _graph_depth(out: torch.Tensor) -> int:
+    """Weighted nodes on the longest path through ``out``'s autograd graph.
+
+    Not ``torch.fx``: its tracer patches ``nn.Module.__call__`` for the whole process while it
+    runs, so another session's forward pass in that window failed with a NameError.
+    """
+    depth: dict[object, int] = {}
+    order: list[object] = []
+    stack, seen = [out.grad_fn], set()
+    while stack:  # iterative post-order: a ResNet-1202's graph is deeper than Python's recursion
+        node = stack[-1]
+        if node is None or node in seen:
+            stack.pop()
+            if node is not None and node not in depth:
+                order.append(node)
+                depth[node] = 0
+            continue
+        seen.add(node)
+        stack.extend(child for child, _ in node.next_functions if child is not None and child not in seen)
+    for node in order:  # children come before parents in post-order
+        here = int(type(node).__name__.startswith(_WEIGHTED_NODES))
+        below = [depth[c] for c, _ in node.next_functions if c is not None]
+        depth[node] = here + max(below, default=0)
+    return depth.get(out.grad_fn, 0)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _meta_copy(model: str | ResNetConfig | nn.Module, label: str | None) -> tuple[nn.Module, str]:
+@dataclass(frozen=True)
+class _Built:
+    """A meta-device model and the lock a summary pass holds on it."""
+
+    model: nn.Module
+    lock: threading.Lock
+
+
+def _built(model: nn.Module) -> _Built:
+    return _Built(model, threading.Lock())
+
+
+# Building a model (even on the meta device) does not depend on the input size and took a third of
+# a summary: an input-size change on the Architecture page rebuilt ten models. Each architecture is
+# built once per process.
+@lru_cache(maxsize=64)
+def _meta_resnet(config: ResNetConfig) -> _Built:
+    from resviz.models.resnet import ResNet
+
+    with torch.device("meta"):
+        return _built(ResNet(config).eval())
+
+
+@lru_cache(maxsize=16)
+def _meta_torchvision(name: str) -> _Built:
+    import torchvision
+
+    extra = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    with torch.device("meta"):
+        return _built(torchvision.models.get_model(name, weights=None, **extra).eval())
+
+
+def _meta_copy(model: str | ResNetConfig | nn.Module, label: str | None) -> tuple[_Built, str]:
     from resviz.models.resnet import ResNet
 
     if isinstance(model, str):
-        config, label = get_spec(model).config, label or model
-    elif isinstance(model, ResNetConfig):
-        config, label = model, label or "custom ResNet"
-    elif isinstance(model, ResNet):
-        config, label = model.config, label or type(model).__name__
-    else:
-        label = label or type(model).__name__
-        if all(p.device.type == "meta" for p in model.parameters()):
-            return model.eval(), label
-        return copy.deepcopy(model).to("meta").eval(), label
-    with torch.device("meta"):
-        return ResNet(config).eval(), label
+        return _meta_resnet(get_spec(model).config), label or model
+    if isinstance(model, ResNetConfig):
+        return _meta_resnet(model), label or "custom ResNet"
+    if isinstance(model, ResNet):
+        return _meta_resnet(model.config), label or type(model).__name__
+    label = label or type(model).__name__
+    if any(p.device.type != "meta" for p in model.parameters()):
+        model = copy.deepcopy(model).to("meta")
+    return _built(model.eval()), label
 
 
 # Leaf modules whose output has their input's shape and which hold no multiply-accumulates.

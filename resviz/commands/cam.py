@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", default="random", help="random, imagenet (downloaded once) or a checkpoint path"
     )
-    from resviz.analysis.methods import method_help  # the table is torch-free
+    from resviz.analysis.methods import method_help, option_help  # the table is torch-free
 
     parser.add_argument("--layer", help="dotted layer name for the CAM methods (default: the last stage)")
     # Checked in run(), not by argparse choices: a wrong name gets one sentence, not the usage text.
@@ -29,8 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a method option, repeatable: batch_size (scorecam, ablationcam); baseline, steps, "
-        "noise_tunnel, nt_samples, nt_stdev (integrated_gradients); window, stride (occlusion)",
+        help=f"a method option, repeatable: {option_help()}",
     )
     parser.add_argument(
         "--grid-layers",
@@ -73,9 +72,7 @@ def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target, loaded.class_names, loaded.config.num_classes)
     spec = get_method(args.method)
     if spec.engine == "forward":
-        print(
-            f"note: {spec.label} costs one forward pass per channel of the layer, per image.", file=sys.stderr
-        )
+        print(f"note: {spec.label} costs {spec.cost_text}, per image.", file=sys.stderr)
     result = attribute_images(
         loaded, [im.image for im in images], args.method, layer=args.layer, target=target, options=options
     )

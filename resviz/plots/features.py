@@ -337,7 +337,7 @@ def channel_figure(
     picture = go.Image(
         source=_png_uri(overlay(view, channel_map, alpha=alpha)), hoverinfo="skip", xaxis="x2", yaxis="y2"
     )
-    hidden = dict(showticklabels=False, constrain="domain")
+    hidden = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain")
     layout = dict(
         height=380,
         margin=dict(l=10, r=10, t=40, b=10),

@@ -250,3 +250,21 @@ def test_new_cams_and_integrated_gradients_completeness(app_test, monkeypatch):
     assert any("Completeness error" in c.value for c in [*at.caption, *at.warning])
     top = [json.loads(n.proto.spec) for n in at.get("plotly_chart")]
     assert any(f["layout"].get("yaxis", {}).get("type") == "category" for f in top)
+
+
+@pytest.mark.demo_default
+@pytest.mark.parametrize(("picked", "after"), [(None, "layer4"), ("layer2", "layer2")])
+def test_leaving_the_demo_run_resets_the_default_layer_but_keeps_a_picked_one(open_page, picked, after):
+    """The demo ResNet-56's last stage is layer3; ResNet-18's is layer4. A layer the user picked
+    that the new model also has stays."""
+    from ui import state
+
+    at = open_page("pages/attribution.py")
+    assert not at.exception and at.session_state[state.ATTR_LAYER] == "layer3"
+    if picked:
+        at.selectbox(key=state.ATTR_LAYER).set_value(picked).run()
+    at.session_state[state.MODEL_WEIGHTS] = "random"  # the sidebar's variant: resnet18
+    at.run()
+    assert not at.exception
+    assert at.session_state[state.MODEL_NAME] == "resnet18"
+    assert at.session_state[state.ATTR_LAYER] == after
