@@ -120,30 +120,26 @@ def configure_cpu_threads(threads: int | None = None) -> int:
 
 
 REPLICA_MAX_BYTES = 64 * 2**20  # parameters + buffers; ResNet-18 (45 MB) is copied, ResNet-50 (98 MB) not
+REPLICAS_ENV = "RESVIZ_REPLICAS"
 
 
 def replica_count(model: torch.nn.Module) -> int:
-    """How many copies of a shared ``model`` let concurrent sessions use the CPU's cores.
+    """How many copies of a shared ``model`` (:class:`resviz.hooks.ReplicaPool`) to keep: 1 unless
+    ``RESVIZ_REPLICAS=n`` asks for more.
 
-    One per core the process may use (at most 4) for a small model on the CPU: its analyses are
-    many short operations, each too small for torch's intra-op threads, so one analysis uses about
-    one core and queued sessions leave the others idle. One (no copy) on an accelerator, which runs
-    one stream at a time anyway, and for a large model, whose operations already keep every core
-    busy through the intra-op threads and whose copies would cost memory. ``RESVIZ_REPLICAS=n``
-    overrides the count for small CPU models (1: no copies).
+    Off by default because not every analysis may yet run beside another one: torch.fx tracing
+    (Score-CAM's conv-BN fusion, ``resviz.analysis.cams_score.inference_copy``) patches
+    ``nn.Module.__call__`` for the whole process, so a forward pass on another copy during a trace
+    fails (289 of 300 in a two-thread run here); on one model, the model's lock keeps them apart.
+    Even when asked for, one model (no copy) on an accelerator, which runs one stream at a time,
+    and for a large model, whose operations keep every core busy through torch's intra-op threads
+    and whose copies would cost memory.
     """
-    if model_device(model).type != "cpu":
+    asked = int(os.environ.get(REPLICAS_ENV) or 1)
+    if asked <= 1 or model_device(model).type != "cpu":
         return 1
     size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    if size > REPLICA_MAX_BYTES:
-        return 1
-    if os.environ.get("RESVIZ_REPLICAS"):
-        return max(1, int(os.environ["RESVIZ_REPLICAS"]))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return 1 if size > REPLICA_MAX_BYTES else min(asked, 8)
 
 
 _OOM = re.compile(r"out of memory", re.IGNORECASE)

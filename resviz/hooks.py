@@ -8,7 +8,8 @@ and on failure alike (hooks are entered into an :class:`contextlib.ExitStack`).
 
 That lock makes every session that uses the same cached model queue behind the others' analyses.
 A :class:`ReplicaPool` holds exact copies of a small model, each with its own lock, so that as many
-analyses as there are cores run side by side, each giving bit for bit what it gives alone.
+analyses as there are cores run side by side, each giving bit for bit what it gives alone (how
+many copies: :func:`resviz.device.replica_count`, one unless asked for).
 """
 
 from __future__ import annotations

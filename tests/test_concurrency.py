@@ -145,10 +145,9 @@ def test_copies_wait_for_an_analysis_in_progress(model) -> None:
 
 
 def test_replica_count(model, monkeypatch) -> None:
-    monkeypatch.delenv("RESVIZ_REPLICAS", raising=False)
-    cores = min(len(device.os.sched_getaffinity(0)), 4)
-    assert device.replica_count(model) == cores
-    monkeypatch.setenv("RESVIZ_REPLICAS", "1")
-    assert device.replica_count(model) == 1
+    monkeypatch.delenv(device.REPLICAS_ENV, raising=False)
+    assert device.replica_count(model) == 1  # off unless asked for
+    monkeypatch.setenv(device.REPLICAS_ENV, "2")
+    assert device.replica_count(model) == 2
     monkeypatch.setattr(device, "REPLICA_MAX_BYTES", 1000)  # "a large model": no copies
     assert device.replica_count(model) == 1

@@ -2,9 +2,9 @@
 
 A model from :func:`current_model` is one object shared by every browser session (st.cache_resource):
 treat it as read-only. resviz's analyses hold the model's lock and restore its modes; anything that
-trains must work on a copy (``copy.deepcopy``). A small model on the CPU is loaded once and copied
-once per core (:class:`resviz.hooks.ReplicaPool`): each script run gets a copy that no other session
-is analysing at that moment, so sessions do not queue behind one model's lock.
+trains must work on a copy (``copy.deepcopy``). With ``RESVIZ_REPLICAS=n`` a small CPU model is
+also copied (:class:`resviz.hooks.ReplicaPool`, see :func:`resviz.device.replica_count`): each
+script run then gets a copy that no other session is analysing at that moment.
 """
 
 from __future__ import annotations
