@@ -54,7 +54,7 @@ def join(timeout: float | None = None) -> bool:
 
 
 def _warm() -> None:
-    for step in (_import_torch, _default_model, _architecture, _gradient_flow):  # the nav order
+    for step in (_import_torch, _default_model, _architecture, _gradient_flow, _why_it_works):  # nav order
         start = time.perf_counter()
         try:
             step()
@@ -117,3 +117,19 @@ def _architecture() -> None:
     twin = config.replace(skip=not config.skip, no_skip_blocks=frozenset())
     summary_of(twin, size, f"{twin_name(choice.name)}, as in this run")
     reference_summaries(max(size, 64))
+
+
+def _why_it_works() -> None:
+    """The story's two measured pairs (BatchNorm on and off) and the landscape's cost probe."""
+    from resviz.analysis.pairs import held_out
+    from ui.models import _load
+    from ui.sections import landscape, story
+
+    story._profile(story.DEPTH, True, "auto")
+    story._profile(story.DEPTH, False, "auto")
+    choice = default_choice()
+    if choice is not None:
+        loaded = _load(choice)
+        data = held_out(loaded, 1)
+        size, channels = (data.size, data.channels) if data is not None else (32, 3)
+        landscape._seconds_per_image(repr(loaded.source), loaded, size, channels)

@@ -1,9 +1,10 @@
 """The warm-up (ui/warmup.py) computes exactly what the first visits of the pages ask for.
 
-Checked the strict way: after the warm-up, the first visit of Architecture and Gradient Flow on the
-first-visit default (the bundled demo run) must compute nothing at all: every summary, profile and
-model load they need is already in the shared caches. A page whose defaults drift from the
-warm-up's (a new widget default, a changed label) fails here rather than silently warming nothing.
+Checked the strict way: after the warm-up, the first visit of Architecture, Gradient Flow and
+Why it works on the first-visit default (the bundled demo run) must compute nothing at all: every
+summary, profile and model load they need is already in the shared caches. A page whose defaults
+drift from the warm-up's (a new widget default, a changed label) fails here rather than silently
+warming nothing.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ def test_first_visits_after_the_warm_up_compute_nothing(open_page, monkeypatch) 
         counted = lambda *a, _n=name, _f=real, **k: computed.append(_n) or _f(*a, **k)  # noqa: E731
         monkeypatch.setattr(module, name, counted)
 
-    for page in ("pages/architecture.py", "pages/gradient_flow.py"):
+    # The shattered tab's cost line counts multiply-accumulates on every visit: a ~0.05 s pass of
+    # the meta model the warm-up built (no model may be built again).
+    allowed = {"pages/why_it_works.py": {"summarize"}}
+    builds = summary._meta_resnet.cache_info().misses
+    for page in ("pages/architecture.py", "pages/gradient_flow.py", "pages/why_it_works.py"):
         at = open_page(page)
         assert not at.exception, at.exception
-        assert computed == [], f"{page} computed {computed} after the warm-up"
+        assert set(computed) <= allowed.get(page, set()), f"{page} computed {computed} after the warm-up"
+        computed.clear()
+    assert summary._meta_resnet.cache_info().misses == builds
 
 
 def test_the_warm_up_is_off_in_tests_and_torch_is_then_ready() -> None:
