@@ -74,6 +74,7 @@ def _import_torch() -> None:
         available_devices()
     finally:
         _torch_ready.set()
+    import captum.attr  # noqa: F401  (a second, on the first attribution otherwise)
 
 
 def default_choice():
