@@ -119,6 +119,29 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     return threads
 
 
+REPLICA_MAX_BYTES = 64 * 2**20  # parameters + buffers; ResNet-18 (45 MB) is copied, ResNet-50 (98 MB) not
+REPLICAS_ENV = "RESVIZ_REPLICAS"
+
+
+def replica_count(model: torch.nn.Module) -> int:
+    """How many copies of a shared ``model`` (:class:`resviz.hooks.ReplicaPool`) to keep: 1 unless
+    ``RESVIZ_REPLICAS=n`` asks for more.
+
+    Off by default because not every analysis may yet run beside another one: torch.fx tracing
+    (Score-CAM's conv-BN fusion, ``resviz.analysis.cams_score.inference_copy``) patches
+    ``nn.Module.__call__`` for the whole process, so a forward pass on another copy during a trace
+    fails (289 of 300 in a two-thread run here); on one model, the model's lock keeps them apart.
+    Even when asked for, one model (no copy) on an accelerator, which runs one stream at a time,
+    and for a large model, whose operations keep every core busy through torch's intra-op threads
+    and whose copies would cost memory.
+    """
+    asked = int(os.environ.get(REPLICAS_ENV) or 1)
+    if asked <= 1 or model_device(model).type != "cpu":
+        return 1
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return 1 if size > REPLICA_MAX_BYTES else min(asked, 8)
+
+
 _OOM = re.compile(r"out of memory", re.IGNORECASE)
 
 

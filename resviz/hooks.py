@@ -5,11 +5,18 @@ Hooks registered by one session would capture another session's tensors, and ``m
 one would corrupt BatchNorm statistics for all. So every capture here holds the model's lock for its
 whole duration, restores the model's modes on exit, and removes each hook it installed, on success
 and on failure alike (hooks are entered into an :class:`contextlib.ExitStack`).
+
+That lock makes every session that uses the same cached model queue behind the others' analyses.
+A :class:`ReplicaPool` holds exact copies of a small model, each with its own lock, so that as many
+analyses as there are cores run side by side, each giving bit for bit what it gives alone (how
+many copies: :func:`resviz.device.replica_count`, one unless asked for).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import itertools
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,6 +43,41 @@ def model_lock(model: nn.Module) -> threading.RLock:
         if lock is None:
             lock = _LOCKS[model] = threading.RLock()
         return lock
+
+
+class ReplicaPool:
+    """Read-only copies of one model, so that analyses of it need not queue behind each other.
+
+    The copies are made here, at once, under the model's lock (so between analyses, never of a
+    model mid-mutation): same parameters, buffers and modes, so any analysis gives the same bits
+    on each.
+    Each copy is a shared model like any other, with its own :func:`model_lock`; the lock's promise
+    holds per copy (nobody sees a copy mid-mutation), and :meth:`pick` only chooses which copy a
+    caller starts on.
+
+    Args:
+        model: the model, in the state every copy should have (eval mode, no hooks).
+        size: how many models in all, ``model`` included; 1 makes no copies.
+    """
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        with model_lock(model):  # copied between analyses, never mid-mutation (nor with hooks on)
+            self.models = (model, *(copy.deepcopy(model) for _ in range(max(1, size) - 1)))
+        self._turn = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def pick(self) -> nn.Module:
+        """A copy nobody is analysing right now, else the next one in turn (its lock then queues)."""
+        if len(self.models) == 1:
+            return self.models[0]
+        for model in self.models:
+            lock = model_lock(model)
+            if lock.acquire(blocking=False):  # free now (a peek: the caller takes the lock itself later)
+                lock.release()
+                return model
+        return self.models[next(self._turn) % len(self.models)]
 
 
 def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:

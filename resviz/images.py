@@ -6,6 +6,13 @@ limit) and quietly fixes what is merely awkward, saying so in ``notes``: EXIF ro
 16-bit (scaled to 8 bits, not clipped), CMYK, palette, transparency (composited onto white), and
 animations or multi-page files (first frame).
 
+Large images are downscaled while they are decoded (:data:`KEEP_PIXELS`), because the analyses see
+a few hundred pixels a side and one 40-megapixel upload would otherwise hold 120 MB of RGB per
+copy: a JPEG is decoded at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients
+(``Image.draft``), other formats are decoded once and shrunk (integer ``reduce`` then Lanczos)
+before their colour conversion, so the full-size pixels live only for that step, and at most two
+such full-size decodes run at once in the process (the memory of many sessions uploading at once).
+
 Pillow's own limit (about 179 megapixels refused, 89 warned) is far above what a page needs, so
 ours (:data:`MAX_PIXELS`) is checked from the header, before a single pixel is decoded: a
 decompression bomb never reaches the decoder. Only the formats in :data:`FORMATS` are tried, so a
@@ -20,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from resviz.errors import ImageError
 
@@ -40,6 +49,26 @@ MAX_UPLOAD_MB = 25  # per file; the page's uploader uses the same number
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 MIN_SIDE = 8  # pixels; smaller images hold nothing a network can see
 MAX_ASPECT = 32  # a 1x10000 strip would become a 2.5-gigapixel resize before the crop
+# Decoded images keep about a megapixel (3 MB of RGB): the largest network view is a 256-pixel
+# resize and a 224 crop (ImageNet), so 1024 x 1024 keeps a 4x margin for a sharp overlay. The
+# shorter side never drops below KEEP_MIN_SIDE (2x that resize), so an elongated panorama is not
+# starved; the largest decoded image is then 512 x 16384 (25 MB), at MAX_ASPECT.
+KEEP_PIXELS = 1024 * 1024
+KEEP_MIN_SIDE = 512
+# Full-size decodes of large images running at once, in the whole process: each holds up to
+# 160 MB (a 40-megapixel RGBA) for a second, and with two cores more at once only add memory.
+_FULL_SIZE_SLOTS = threading.BoundedSemaphore(2)
+_RESIZABLE = ("L", "LA", "RGB", "RGBA", "CMYK")  # modes Pillow resamples with a real filter
+# EXIF orientation -> the transposition that puts the image upright (as ImageOps.exif_transpose)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "DIB", "GIF", "TIFF")  # JPEG covers phone MPO files too
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")  # for st.file_uploader
@@ -79,7 +108,9 @@ def decode_image(
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_UPLOAD_BYTES,
 ) -> LoadedImage:
-    """Decode untrusted bytes into an RGB :class:`LoadedImage`.
+    """Decode untrusted bytes into an RGB :class:`LoadedImage`, downscaled to :data:`KEEP_PIXELS`.
+
+    A downscaled image says so in its notes (``"downscaled from 8000 x 5000 to 1295 x 810 pixels"``).
 
     Args:
         data: the file's bytes, as uploaded.
@@ -98,13 +129,62 @@ def decode_image(
         im = _open_header(data, name)
         _check_dimensions(im, name, max_pixels)
         _seek_first_frame(im, notes)
-        _load_pixels(im, name)
-    im = _exif_upright(im, notes)
+        full = im.size
+        target = kept_size(*full)
+        if target is not None and im.format == "JPEG":
+            im.draft(im.mode, target)  # decodes at the smallest DCT scale still >= target
+        # Only a full-size decode of a large image needs one of the few slots (see _FULL_SIZE_SLOTS).
+        big = target is not None and im.size[0] * im.size[1] > 4 * KEEP_PIXELS
+        with _FULL_SIZE_SLOTS if big else contextlib.nullcontext():
+            rgb, orientation = _decode_rgb(im, name, target, notes)
+    rgb = _upright(rgb, orientation, notes)
+    if target is not None:
+        w, h = (full[1], full[0]) if orientation in (5, 6, 7, 8) else full
+        notes.append(f"downscaled from {w} x {h} to {rgb.size[0]} x {rgb.size[1]} pixels")
+    return LoadedImage(name=name, image=rgb, notes=tuple(notes), digest=digest_bytes(data))
+
+
+def _decode_rgb(
+    im: Image.Image, name: str, target: tuple[int, int] | None, notes: list[str]
+) -> tuple[Image.Image, int | None]:
+    """Decode, shrink to ``target`` (None: keep the size) and convert to RGB; also the EXIF orientation."""
+    _load_pixels(im, name)
+    orientation = _orientation(im)  # read now: the shrunk copies below no longer carry the EXIF
+    if target is not None:
+        im = _shrink(im, target)  # before the colour conversion: one full-size copy at a time
     try:
         rgb = _to_rgb(im, notes)
     except Exception as exc:
         raise ImageError(f"{name} uses colour mode {im.mode}, which cannot be converted to RGB.") from exc
-    return LoadedImage(name=name, image=rgb, notes=tuple(notes), digest=digest_bytes(data))
+    if target is not None:
+        rgb = _shrink(rgb, target)  # the modes _shrink left alone (palette, 16-bit, colour key)
+    return rgb, orientation
+
+
+def kept_size(width: int, height: int) -> tuple[int, int] | None:
+    """The size a ``width x height`` image is decoded to, or None when it is kept whole.
+
+    About :data:`KEEP_PIXELS` pixels with the aspect ratio kept, but never a shorter side below
+    :data:`KEEP_MIN_SIDE` (nor above the original).
+    """
+    scale = max(math.sqrt(KEEP_PIXELS / (width * height)), KEEP_MIN_SIDE / min(width, height))
+    if scale >= 1.0:
+        return None
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _shrink(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Resize to ``target`` with Lanczos (after an integer box ``reduce``), if the mode allows it.
+
+    Palette, bilevel and 16/32-bit modes, and images with a transparent colour key, are left to
+    the second call, after their conversion to RGB: resampling would blend palette indices or the
+    key colour.
+    """
+    if im.size == target or im.mode not in _RESIZABLE or "transparency" in im.info:
+        return im
+    # reducing_gap=3: a box reduce down to 3x the target, then Lanczos; within 1 level of a pure
+    # Lanczos resize (tests/test_images.py) at a fraction of its time on a 40-megapixel image.
+    return im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def _check_file_size(data: bytes, name: str, max_bytes: int) -> None:
@@ -163,18 +243,24 @@ def _load_pixels(im: Image.Image, name: str) -> None:
         raise ImageError(f"{name} is truncated or corrupt and could not be decoded.") from exc
 
 
-def _exif_upright(im: Image.Image, notes: list[str]) -> Image.Image:
-    """Apply the EXIF orientation, if any; a malformed EXIF block only earns a note."""
-    exif = None
+def _orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation (1-8), None when absent; a malformed EXIF block counts as absent."""
     with contextlib.suppress(Exception):  # a malformed EXIF block is no reason to refuse the pixels
-        exif = im.getexif()
-    if exif is not None and exif.get(0x0112, 1) not in (1, None):  # 0x0112: Orientation
-        try:
-            im = ImageOps.exif_transpose(im) or im
-            notes.append("rotated upright from its EXIF orientation")
-        except Exception:
-            notes.append("its EXIF orientation could not be applied")
-    return im
+        value = im.getexif().get(0x0112)
+        return int(value) if value is not None else None
+    return None
+
+
+def _upright(im: Image.Image, orientation: int | None, notes: list[str]) -> Image.Image:
+    """Apply the EXIF orientation, if any; a value outside 1-8 only earns a note."""
+    if orientation in (None, 1):
+        return im
+    method = _UPRIGHT.get(orientation)  # type: ignore[arg-type]
+    if method is None:
+        notes.append("its EXIF orientation could not be applied")
+        return im
+    notes.append("rotated upright from its EXIF orientation")
+    return im.transpose(method)
 
 
 def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:

@@ -12,9 +12,13 @@ from PIL import Image
 
 from resviz.errors import ImageError, ResvizError
 from resviz.images import (
+    KEEP_MIN_SIDE,
+    KEEP_PIXELS,
+    MAX_ASPECT,
     MAX_UPLOAD_BYTES,
     LoadedImage,
     decode_image,
+    kept_size,
     load_file,
     load_sample,
     sample_images,
@@ -236,6 +240,147 @@ def test_load_file_checks_like_an_upload(tmp_path) -> None:
     for path, words in cases:
         with pytest.raises(ImageError, match=words):
             load_file(path)
+
+
+# --------------------------------------------------------------------------- downscaling on decode
+
+
+def scene(width: int, height: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8: gradients, sharp edges and fine stripes, the hard cases for a resize."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = 255 * x / width
+    g = 255 * (np.sin(x / 7.0) * np.cos(y / 11.0) > 0)  # edges every few pixels
+    b = 255 * ((x // (width // 8) + y // (height // 6)) % 2)  # big blocks
+    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+
+
+def full_decode(data: bytes, name: str = "ref") -> LoadedImage:
+    """Every pixel kept: the decode before this change, the reference for the downscaled one."""
+    import resviz.images
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(resviz.images, "KEEP_PIXELS", 10**12)
+        mp.setattr(resviz.images, "KEEP_MIN_SIDE", 10**6)
+        return decode_image(data, name)
+
+
+def reference(data: bytes, size: tuple[int, int], mode: str = "RGB") -> np.ndarray:
+    """Pillow's own Lanczos resize of the full-size decode: what the downscaled pixels should be."""
+    full = full_decode(data).image
+    return np.asarray(full.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
+
+
+def close_to(loaded: LoadedImage, ref: np.ndarray, mean: float, worst: float) -> None:
+    diff = np.abs(np.asarray(loaded.image, dtype=np.float64) - ref)
+    assert diff.mean() <= mean and np.percentile(diff, 99.9) <= worst, (diff.mean(), diff.max())
+
+
+def test_kept_size_keeps_about_a_megapixel_and_a_usable_shorter_side() -> None:
+    assert kept_size(1000, 1000) is None  # under the budget: every pixel kept
+    assert kept_size(8000, 5000) == (1295, 810)
+    worst = 0
+    for w, h in [(8000, 5000), (6324, 6324), (35_000, 1_100), (1_100, 35_000), (4000, 600), (2000, 700)]:
+        size = kept_size(w, h)
+        assert size is not None
+        assert abs(size[0] / size[1] - w / h) < 0.01 * w / h  # aspect ratio kept
+        assert min(size) >= min(KEEP_MIN_SIDE, min(w, h)) - 1
+        assert size[0] * size[1] <= max(KEEP_PIXELS, KEEP_MIN_SIDE**2 * MAX_ASPECT) * 1.01
+        worst = max(worst, size[0] * size[1] * 3)
+    assert worst <= 26 * 2**20  # the cache's per-entry bound: 512 x 16384 RGB
+
+
+def test_large_png_is_downscaled_like_pillows_own_resize() -> None:
+    data = encode(Image.fromarray(scene(3000, 2000)), "PNG")
+    loaded = decode_image(data, "big.png")
+    assert loaded.size == kept_size(3000, 2000) == (1254, 836)
+    assert "downscaled from 3000 x 2000 to 1254 x 836 pixels" in loaded.notes
+    close_to(loaded, reference(data, loaded.size), mean=0.3, worst=4)
+
+
+def test_large_jpeg_is_decoded_at_a_reduced_scale() -> None:
+    data = encode(Image.fromarray(scene(3000, 2200)), "JPEG", quality=95)
+    loaded = decode_image(data, "big.jpg")
+    assert loaded.size == kept_size(3000, 2200)
+    # DCT-domain scaling is not a Lanczos filter: on this scene's 1-pixel edges (the worst case)
+    # it is a few levels off on average, more on the sharpest edges.
+    close_to(loaded, reference(data, loaded.size), mean=4.0, worst=40)
+
+
+def test_downscaled_phone_photo_is_still_rotated_upright() -> None:
+    a = scene(3000, 1800)
+    a[:, :1500] = (255, 0, 0)  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    data = encode(Image.fromarray(a), "JPEG", exif=exif, quality=90)
+    loaded = decode_image(data, "phone.jpg")
+    w, h = kept_size(3000, 1800)  # type: ignore[misc]
+    assert loaded.size == (h, w)  # portrait
+    assert rgb_at(loaded, (h // 2, 10))[0] > 200 and rgb_at(loaded, (h // 2, 10))[1] < 60  # red on top
+    assert f"downscaled from 1800 x 3000 to {h} x {w} pixels" in loaded.notes
+    assert "rotated upright from its EXIF orientation" in loaded.notes
+    upright = Image.fromarray(a).transpose(Image.Transpose.ROTATE_270)
+    ref = np.asarray(upright.resize((h, w), Image.Resampling.LANCZOS), dtype=np.float64)
+    close_to(loaded, ref, mean=3.0, worst=60)
+
+
+def test_large_transparent_png_is_composited_then_downscaled() -> None:
+    a = np.dstack([scene(2400, 1600), np.full((1600, 2400), 255, np.uint8)])
+    a[:800, :, 3] = 0  # top half fully transparent
+    data = encode(Image.fromarray(a, "RGBA"), "PNG")
+    loaded = decode_image(data, "alpha.png")
+    assert "transparent areas composited onto white" in loaded.notes
+    assert rgb_at(loaded, (50, 50)) == (255, 255, 255)
+    close_to(loaded, reference(data, loaded.size), mean=0.5, worst=6)
+
+
+@pytest.mark.parametrize("mode", ["P", "I;16"])
+def test_modes_converted_before_the_resize_match_the_reference(mode: str) -> None:
+    rgb = Image.fromarray(scene(2400, 1600))
+    red16 = np.asarray(rgb)[..., 0].astype(np.uint16) * 257
+    im = rgb.quantize(64) if mode == "P" else Image.fromarray(red16)
+    data = encode(im, "PNG")
+    loaded = decode_image(data, "x.png")
+    assert loaded.size == kept_size(2400, 1600)
+    close_to(loaded, reference(data, loaded.size), mean=0.01, worst=0)  # the same resize of the same RGB
+
+
+def test_small_images_keep_every_pixel() -> None:
+    a = scene(900, 700)
+    loaded = decode_image(encode(Image.fromarray(a), "PNG"), "small.png")
+    assert loaded.size == (900, 700) and not loaded.notes
+    assert np.array_equal(np.asarray(loaded.image), a)
+    big = full_decode(encode(Image.fromarray(scene(1800, 1200)), "PNG"))
+    assert big.size == (1800, 1200) and not big.notes
+
+
+def test_at_most_two_full_size_decodes_at_once(monkeypatch) -> None:
+    import threading
+    import time
+
+    import resviz.images as images
+
+    inside, most, guard = [0], [0], threading.Lock()
+    real = images._load_pixels
+
+    def counting(im, name):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        try:
+            return real(im, name)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(images, "_load_pixels", counting)
+    data = encode(Image.new("RGB", (2100, 2100), (9, 99, 199)), "PNG")
+    threads = [threading.Thread(target=decode_image, args=(data, f"{i}.png")) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 2
 
 
 # --------------------------------------------------------------------------- samples

@@ -2,14 +2,18 @@
 
 Streamlit forgets an upload (and every widget's value) when the user leaves the page, so the
 uploaded *bytes* are kept under :data:`ui.state.IMAGE_UPLOADS` (shared by the image pages: upload
-once, use on each) and the picked names under a key of the calling page. Pixels are decoded through
-a small cache keyed by the bytes' digest: a session holds at most the compressed files, not up to
-8 decoded 40-megapixel images. A bad file gets one ``st.error`` sentence; the good files next to it
-are used.
+once, use on each) and the picked names under a key of the calling page. Pixels are decoded
+(downscaled to about a megapixel, see :func:`resviz.images.decode_image`) through one cache shared
+by every session, keyed by the bytes' digest and bounded in bytes (:data:`DECODED_CACHE_BYTES`): a
+session holds only the compressed files, and many sessions' uploads cannot grow the server without
+bound. A bad file gets one ``st.error`` sentence; the good files next to it are used.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
 MAX_KEPT_UPLOADS = 8  # uploaded files kept per session; the oldest goes first
 UPLOAD_MARK = "⬆ "  # prefix that tells uploads from samples in the list
 RUN_SAMPLES = 12  # held-out images of a run's dataset offered as samples
+# Decoded uploads kept for every session together: about 85 one-megapixel images (3 MB each), or
+# 10 of the largest possible (512 x 16384, 25 MB). A rerun that finds its image evicted decodes it again.
+DECODED_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -44,19 +51,67 @@ class Upload:
     data: bytes = field(repr=False, compare=False)
 
 
-@st.cache_resource(show_spinner=False, max_entries=MAX_KEPT_UPLOADS, ttl=3600)
-def _decoded(digest: str, name: str, _data: bytes) -> LoadedImage:
-    """The decoded upload, shared read-only by every session that uploaded the same bytes.
+class ByteLRU:
+    """A thread-safe least-recently-used cache of decoded images, bounded by their pixel bytes.
 
-    Keyed by the digest (and the name, which the notes and errors quote): a rerun, an opacity
-    change or a page switch decodes nothing again. ImageError is raised, never cached.
+    ``st.cache_resource`` bounds entries, not bytes; this bounds what the decoded pixels weigh.
+    The newest entry is always kept, even when it alone is over the budget.
     """
-    return decode_image(_data, name)
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[tuple[str, str], LoadedImage] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: tuple[str, str], make: Callable[[], LoadedImage]) -> LoadedImage:
+        """The cached value for ``key``, else ``make()`` (called outside the lock), cached."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        # A decode takes up to a second: other sessions' hits must not wait for it. Two sessions
+        # decoding the same bytes at once both decode; the first one stored is kept.
+        value = make()
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = value
+                self._bytes += image_bytes(value)
+                while self._bytes > self.budget and len(self._items) > 1:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= image_bytes(old)
+            return self._items[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def image_bytes(image: LoadedImage) -> int:
+    """What the decoded pixels weigh: width x height x bands, one byte each (mode RGB: 3)."""
+    w, h = image.size
+    return w * h * len(image.image.getbands())
+
+
+_DECODED = ByteLRU(DECODED_CACHE_BYTES)
 
 
 def decoded(upload: Upload) -> LoadedImage:
-    """The pixels of a kept upload (decoded again only if the cache let them go)."""
-    return _decoded(upload.digest, upload.name, upload.data)
+    """The pixels of a kept upload, shared read-only by every session that uploaded the same bytes.
+
+    Keyed by the digest (and the name, which the notes and errors quote): a rerun, an opacity change
+    or a page switch decodes nothing again, unless the cache let the pixels go. ImageError is raised,
+    never cached.
+    """
+    return _DECODED.get((upload.digest, upload.name), lambda: decode_image(upload.data, upload.name))
 
 
 def picker_keys(key_prefix: str) -> dict[str, str]:

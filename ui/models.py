@@ -2,11 +2,14 @@
 
 A model from :func:`current_model` is one object shared by every browser session (st.cache_resource):
 treat it as read-only. resviz's analyses hold the model's lock and restore its modes; anything that
-trains must work on a copy (``copy.deepcopy``).
+trains must work on a copy (``copy.deepcopy``). With ``RESVIZ_REPLICAS=n`` a small CPU model is
+also copied (:class:`resviz.hooks.ReplicaPool`, see :func:`resviz.device.replica_count`): each
+script run then gets a copy that no other session is analysing at that moment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +20,7 @@ from resviz.models import get_spec, list_models, twin_name
 from ui import state
 
 if TYPE_CHECKING:
+    from resviz.hooks import ReplicaPool
     from resviz.models.weights import LoadedModel, WeightsSpec
 
 DEFAULT_MODEL = "resnet18"
@@ -223,6 +227,16 @@ def _load(choice: ModelChoice) -> LoadedModel:
     return load_model(choice.name, spec, device=resolve_device(choice.device), download=False)
 
 
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _replicas(choice: ModelChoice) -> ReplicaPool:
+    """Copies of the loaded model (bit-identical, each with its own lock); one model when large."""
+    from resviz.device import replica_count
+    from resviz.hooks import ReplicaPool
+
+    model = _load(choice).model
+    return ReplicaPool(model, replica_count(model))
+
+
 def current_model(choice: ModelChoice | None = None) -> LoadedModel:
     """The model the sidebar picked, loaded once and shared; downloads show a progress bar.
 
@@ -256,7 +270,9 @@ def current_model(choice: ModelChoice | None = None) -> LoadedModel:
             _UNAVAILABLE[choice.name] = str(exc)  # load_model falls back to random weights, says why
         finally:
             bar.empty()
-    return _load(choice)
+    loaded, pool = _load(choice), _replicas(choice)
+    model = pool.pick()
+    return loaded if model is loaded.model else dataclasses.replace(loaded, model=model)
 
 
 def current_choice() -> ModelChoice:
