@@ -127,10 +127,10 @@ def replica_count(model: torch.nn.Module) -> int:
     """How many copies of a shared ``model`` (:class:`resviz.hooks.ReplicaPool`) to keep: 1 unless
     ``RESVIZ_REPLICAS=n`` asks for more.
 
-    Off by default because not every analysis may yet run beside another one: torch.fx tracing
-    (Score-CAM's conv-BN fusion, ``resviz.analysis.cams_score.inference_copy``) patches
-    ``nn.Module.__call__`` for the whole process, so a forward pass on another copy during a trace
-    fails (289 of 300 in a two-thread run here); on one model, the model's lock keeps them apart.
+    Off by default: measured with 8 sessions on 2 cores (bench/bench_sessions.py), the copies
+    gained nothing, since what serializes the sessions is Python (plotly figures, Streamlit's own
+    work) under the GIL, not the model's lock. (An earlier hazard is gone: summaries and Score-CAM's
+    conv-BN folding used torch.fx, whose tracer patches ``nn.Module.__call__`` process-wide.)
     Even when asked for, one model (no copy) on an accelerator, which runs one stream at a time,
     and for a large model, whose operations keep every core busy through torch's intra-op threads
     and whose copies would cost memory.

@@ -151,3 +151,41 @@ def test_replica_count(model, monkeypatch) -> None:
     assert device.replica_count(model) == 2
     monkeypatch.setattr(device, "REPLICA_MAX_BYTES", 1000)  # "a large model": no copies
     assert device.replica_count(model) == 1
+
+
+def test_score_cams_folded_copy_leaves_other_threads_forward_passes_alone() -> None:
+    """Score-CAM's BatchNorm-folded copy is made without torch.fx, whose tracer patched
+    nn.Module.__call__ for the whole process (289 of 300 forward passes in another thread failed)."""
+    import threading
+
+    from resviz.analysis.cams_score import inference_copy
+    from resviz.models import create_model
+
+    other = create_model("resnet8", seed=1).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = other(x)
+    stop, errors = threading.Event(), []
+
+    def forwards() -> None:
+        try:
+            while not stop.is_set():
+                with torch.no_grad():
+                    assert torch.equal(other(x), expected)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=forwards)
+    worker.start()
+    try:
+        model = create_model("resnet18", seed=0).eval()
+        for _ in range(5):
+            folded = inference_copy(model)
+    finally:
+        stop.set()
+        worker.join()
+    assert errors == []
+    with torch.no_grad():
+        y = torch.randn(1, 3, 32, 32)
+        assert torch.allclose(folded(y.contiguous(memory_format=torch.channels_last)), model(y), atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())

@@ -56,15 +56,30 @@ class Counter:
 
 def inference_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` for many gradient-free passes: BatchNorm folded into the convolution
-    before it (``torch.fx``) and channels-last weights. Call it under the model's lock; a network
-    that ``torch.fx`` cannot trace gets a plain channels-last copy."""
-    try:
-        from torch.fx.experimental.optimization import fuse
+    before it and channels-last weights. Call it under the model's lock.
 
-        net = fuse(model)  # a traced deep copy; the model itself is untouched
-    except Exception:  # any tracing failure: fall back to an exact copy
-        net = copy.deepcopy(model)
-    return net.eval().to(memory_format=torch.channels_last)
+    The folding is done by hand for our ResNets (post-activation, with BatchNorm), not by
+    ``torch.fx``: its tracer patches ``nn.Module.__call__`` for the whole process while it runs,
+    which broke other sessions' forward passes. Any other network gets an exact channels-last copy.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from resviz.models.resnet import ResNet
+
+    net = copy.deepcopy(model).eval()
+    config = getattr(net, "config", None)
+    if isinstance(net, ResNet) and config is not None and config.batchnorm and not config.preact:
+        pairs = [(net, "conv1", "bn1")]
+        for _, block in net.named_blocks():
+            pairs += [(block, f"conv{i}", f"bn{i}") for i in (1, 2, 3) if hasattr(block, f"conv{i}")]
+            if isinstance(block.downsample, nn.Sequential) and len(block.downsample) == 2:
+                pairs.append((block.downsample, "0", "1"))  # a projection shortcut: conv then BN
+        for parent, conv, bn in pairs:
+            c, b = getattr(parent, conv), getattr(parent, bn)
+            if isinstance(c, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                setattr(parent, conv, fuse_conv_bn_eval(c, b))
+                setattr(parent, bn, nn.Identity())
+    return net.to(memory_format=torch.channels_last)
 
 
 def masked_scores(
