@@ -75,6 +75,8 @@ def _import_torch() -> None:
     finally:
         _torch_ready.set()
     import captum.attr  # noqa: F401  (a second, on the first attribution otherwise)
+    import pandas  # noqa: F401  (st.dataframe's first call imports them: 0.4 s of a first visit)
+    import pyarrow  # noqa: F401
 
 
 def default_choice():
@@ -89,11 +91,16 @@ def default_choice():
 
 
 def _default_model() -> None:
+    """The demo model, and the shapes its Feature Maps memory check asks for (a meta pass)."""
+    from resviz.analysis.features import estimate_bytes, layer_options
     from ui.models import _load
 
     choice = default_choice()
     if choice is not None:
-        _load(choice)
+        loaded = _load(choice)
+        crop = loaded.preprocessing.crop
+        options = layer_options(loaded.model)
+        estimate_bytes(loaded.model, options.layers, (1, loaded.preprocessing.channels, crop, crop))
 
 
 def _gradient_flow() -> None:
