@@ -17,16 +17,21 @@ from resviz.models import (
     get_spec,
     list_models,
     model_names,
-    twin_name,
 )
 from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
 from ui import state
 from ui.models import current_choice
-from ui.shared_results import REFERENCE_RESNETS, reference_summaries, summary_of
+from ui.shared_results import (
+    PEER_MIN_SIZE,
+    REFERENCE_RESNETS,
+    default_input_size,
+    reference_summaries,
+    run_twin,
+    summary_of,
+)
 
 K = state.ARCH_PREFIX
-PEER_MIN_SIZE = 64  # AlexNet and GoogLeNet cannot run on a smaller input
 
 
 # Table headers for people (the CSV downloads keep the field names, which scripts want).
@@ -142,7 +147,7 @@ def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str]:
 
 def input_size(config: ResNetConfig) -> int:
     """The input-size slider, starting at the size the variant was designed for."""
-    default_size = 224 if config.stem == "imagenet" else 32
+    default_size = default_input_size(config)
     return st.select_slider(
         "Input size (pixels)",
         [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
@@ -213,7 +218,7 @@ def comparison(
     """
     st.subheader("Side by side")
     others = [n for n in model_names() if get_spec(n).family == spec.family] or model_names()
-    as_run = f"{twin_name(name)}, as in this run"
+    twin_config, as_run = run_twin(run_config or spec.config, name)
     if run_config is not None:
         others = [as_run, *others]
     other = st.selectbox(
@@ -224,7 +229,7 @@ def comparison(
         help="Its plain twin by default.",
     )
     if other == as_run and run_config is not None:
-        other_config = run_config.replace(skip=not run_config.skip, no_skip_blocks=frozenset())
+        other_config = twin_config
     else:
         other_config = get_spec(other).config
     other_summary = summary_of(other_config, size, other)

@@ -1,5 +1,6 @@
-"""Small Streamlit helpers shared by the "Why it works" sections: charts with their downloads, and
-point-by-point work with a progress bar and a stop button whose finished points are kept.
+"""Small Streamlit helpers shared by the "Why it works" sections: charts with their downloads,
+results kept per settings, and point-by-point work with a progress bar and a stop button whose
+finished points are kept.
 """
 
 from __future__ import annotations
@@ -98,6 +99,23 @@ def run_controls(run_key: str, stop_key: str, pending_key: str, *, label: str = 
     c1.button(label, key=run_key, type="primary", on_click=_set, args=(pending_key, True))
     c2.button("Stop", key=stop_key, on_click=_set, args=(pending_key, False))
     return bool(st.session_state.pop(pending_key, False))
+
+
+def kept_result(
+    store_key: str, key: Hashable, compute: Callable[[], Any], *, asked: bool, max_kept: int
+) -> Any:
+    """The result kept for ``key`` in ``st.session_state[store_key]``, computed first when ``asked``
+    (the oldest dropped beyond ``max_kept``); None while nothing is kept for it.
+
+    Raises:
+        resviz.errors.ResvizError: from ``compute``; the section says it and keeps what it had.
+    """
+    store: dict = st.session_state.setdefault(store_key, {})
+    if asked:
+        store[key] = compute()
+        while len(store) > max_kept:
+            store.pop(next(iter(store)))
+    return store.get(key)
 
 
 def run_points(

@@ -10,6 +10,20 @@ from __future__ import annotations
 import streamlit as st
 
 REFERENCE_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+PEER_MIN_SIZE = 64  # AlexNet and GoogLeNet cannot run on a smaller input
+
+
+def default_input_size(config) -> int:
+    """The input size a variant was designed for: Architecture's first input size."""
+    return 224 if config.stem == "imagenet" else 32
+
+
+def run_twin(config, name: str):
+    """A training run's counterpart as Architecture compares it: ``(its configuration, its label)``."""
+    from resviz.models import twin_name
+
+    twin = config.replace(skip=not config.skip, no_skip_blocks=frozenset())
+    return twin, f"{twin_name(name)}, as in this run"
 
 
 @st.cache_data(show_spinner="Counting parameters and multiply-accumulates…", max_entries=64)

@@ -54,16 +54,17 @@ def join(timeout: float | None = None) -> bool:
 
 
 def _warm() -> None:
+    choice = default_choice()  # None when the demo run is not installed: the model steps do nothing
     for step in (_import_torch, _default_model, _architecture, _gradient_flow, _why_it_works):  # nav order
         start = time.perf_counter()
         try:
-            step()
+            step(choice)
         except Exception:  # the page computes (and reports) the same thing itself
             _log.warning("warm-up step %s failed", step.__name__, exc_info=True)
         _log.info("warm-up %s: %.2f s", step.__name__, time.perf_counter() - start)
 
 
-def _import_torch() -> None:
+def _import_torch(_choice) -> None:
     try:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
@@ -90,12 +91,11 @@ def default_choice():
     return ModelChoice(demo.name, "run", None, "auto", str(demo.path))
 
 
-def _default_model() -> None:
+def _default_model(choice) -> None:
     """The demo model, and the shapes its Feature Maps memory check asks for (a meta pass)."""
     from resviz.analysis.features import estimate_bytes, layer_options
     from ui.models import _load
 
-    choice = default_choice()
     if choice is not None:
         loaded = _load(choice)
         crop = loaded.preprocessing.crop
@@ -103,7 +103,7 @@ def _default_model() -> None:
         estimate_bytes(loaded.model, options.layers, (1, loaded.preprocessing.channels, crop, crop))
 
 
-def _gradient_flow() -> None:
+def _gradient_flow(_choice) -> None:
     from resviz.analysis.batches import BatchSettings
     from resviz.analysis.twins import TwinSettings
     from ui.shared_results import twin_gradient_profile
@@ -111,23 +111,22 @@ def _gradient_flow() -> None:
     twin_gradient_profile(TwinSettings(), BatchSettings(), "auto", True)
 
 
-def _architecture() -> None:
-    from resviz.models import ResNetConfig, twin_name
+def _architecture(choice) -> None:
+    from resviz.models import ResNetConfig
     from resviz.runs import read_metadata
-    from ui.shared_results import reference_summaries, summary_of
+    from ui.shared_results import PEER_MIN_SIZE, default_input_size, reference_summaries, run_twin, summary_of
 
-    choice = default_choice()
     if choice is None:
         return
     config = ResNetConfig.from_dict(dict(read_metadata(choice.run_path)["variant_config"]))
-    size = 224 if config.stem == "imagenet" else 32
+    size = default_input_size(config)
     summary_of(config, size, choice.name)
-    twin = config.replace(skip=not config.skip, no_skip_blocks=frozenset())
-    summary_of(twin, size, f"{twin_name(choice.name)}, as in this run")
-    reference_summaries(max(size, 64))
+    twin, label = run_twin(config, choice.name)
+    summary_of(twin, size, label)
+    reference_summaries(max(size, PEER_MIN_SIZE))
 
 
-def _why_it_works() -> None:
+def _why_it_works(choice) -> None:
     """The story's two measured pairs (BatchNorm on and off) and the landscape's cost probe."""
     from resviz.analysis.pairs import held_out
     from ui.models import _load
@@ -135,7 +134,6 @@ def _why_it_works() -> None:
 
     story._profile(story.DEPTH, True, "auto")
     story._profile(story.DEPTH, False, "auto")
-    choice = default_choice()
     if choice is not None:
         loaded = _load(choice)
         data = held_out(loaded, 1)

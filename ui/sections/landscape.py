@@ -9,6 +9,7 @@ import streamlit as st
 
 from resviz.errors import ResvizError
 from ui import state
+from ui.section_kit import kept_result
 
 if TYPE_CHECKING:
     from resviz.analysis.landscape import TwinLandscape
@@ -46,21 +47,23 @@ def render() -> None:
     grid, span, n, interp = _options(loaded)
     request = (repr(current_choice()), SEEDS, grid, span, n, interp)
     _cost(loaded, grid, n, interp)
-    results: dict = st.session_state.setdefault(state.LAND_RESULTS, {})
     c1, c2, _ = st.columns([1, 1, 4])
     c1.button("Run", key=state.LAND_RUN, type="primary", on_click=_set_pending, args=(request,))
     # A click on Stop reruns the script: the run in progress is interrupted at its next progress
     # update, and the analysis puts the model's weights back on its way out.
     c2.button("Stop", key=state.LAND_STOP, on_click=_stop, args=(request,))
-    if st.session_state.pop(state.LAND_PENDING, None) == request:
-        try:
-            results[request] = _compute(loaded, grid, span, n, interp)
-        except ResvizError as exc:
-            st.error(str(exc))
-            return
-        while len(results) > MAX_RESULTS:
-            results.pop(next(iter(results)))
-    result = results.get(request)
+    asked = st.session_state.pop(state.LAND_PENDING, None) == request
+    try:
+        result = kept_result(
+            state.LAND_RESULTS,
+            request,
+            lambda: _compute(loaded, grid, span, n, interp),
+            asked=asked,
+            max_kept=MAX_RESULTS,
+        )
+    except ResvizError as exc:
+        st.error(str(exc))
+        return
     if result is None:
         if st.session_state.pop(state.LAND_STOPPED, None) == request:
             st.info("Stopped; nothing was kept. Press **Run** to start again.")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from ui import state
+from ui.section_kit import kept_result
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -53,17 +54,15 @@ def render() -> None:
         return
     settings = _settings(loaded)
     key = (repr(current_choice()), settings)
-    results: dict = st.session_state.setdefault(state.LESION_RESULTS, {})
     _buttons(settings, loaded)
-    if st.session_state.pop(state.LESION_PENDING, False):
-        try:
-            results[key] = _run(loaded, settings)
-        except ResvizError as exc:
-            st.error(str(exc))
-            return
-        while len(results) > MAX_KEPT:
-            results.pop(next(iter(results)))
-    study = results.get(key)
+    asked = st.session_state.pop(state.LESION_PENDING, False)
+    try:
+        study = kept_result(
+            state.LESION_RESULTS, key, lambda: _run(loaded, settings), asked=asked, max_kept=MAX_KEPT
+        )
+    except ResvizError as exc:
+        st.error(str(exc))
+        return
     if study is None:
         st.info("Press **Run the lesion study**; results are kept for this model and these settings.")
         return

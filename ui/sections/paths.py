@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
+from ui.section_kit import kept_result
 from ui.sections.lesion import MAX_KEPT, figure_downloads
 
 INTRO = (
@@ -60,16 +61,14 @@ def render() -> None:
             "Pick a trained run to compare."
         )
     key = (repr(current_choice()), settings)
-    results: dict = st.session_state.setdefault(state.PATHS_RESULTS, {})
-    if st.session_state.pop(state.PATHS_PENDING, False):
-        try:
-            results[key] = _run(loaded, settings)
-        except ResvizError as exc:
-            st.error(str(exc))
-            return
-        while len(results) > MAX_KEPT:
-            results.pop(next(iter(results)))
-    study = results.get(key)
+    asked = st.session_state.pop(state.PATHS_PENDING, False)
+    try:
+        study = kept_result(
+            state.PATHS_RESULTS, key, lambda: _run(loaded, settings), asked=asked, max_kept=MAX_KEPT
+        )
+    except ResvizError as exc:
+        st.error(str(exc))
+        return
     if study is None:
         st.info("Press **Measure the paths**; results are kept for this model and these settings.")
         return
