@@ -45,14 +45,6 @@ def torch_ready() -> bool:
     return not enabled() or _torch_ready.is_set()
 
 
-def join(timeout: float | None = None) -> bool:
-    """Wait for the warm-up to finish (tests, benchmarks); True when it has (or never started)."""
-    if _thread is not None:
-        _thread.join(timeout)
-        return not _thread.is_alive()
-    return True
-
-
 def _warm() -> None:
     choice = default_choice()  # None when the demo run is not installed: the model steps do nothing
     for step in (_import_torch, _default_model, _architecture, _gradient_flow, _why_it_works):  # nav order
