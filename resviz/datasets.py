@@ -115,6 +115,9 @@ class ImageDataset:
 # --------------------------------------------------------------------------- shapes
 
 
+SHAPES_CHUNK = 256  # images drawn from one random stream: the unit that makes a set prefix-stable
+
+
 def make_shapes(
     n: int, *, size: int = 16, seed: int = 0, classes: tuple[str, ...] = SHAPE_CLASSES
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,7 +125,10 @@ def make_shapes(
 
     Each image is one object of a random class at a random position, scale and rotation, in a colour
     far enough from a noisy, faintly striped background that the class is always recognisable. The
-    same ``(n, size, seed)`` gives the same arrays on every machine (numpy's PCG64 is portable).
+    same ``(n, size, seed)`` gives the same arrays on every machine (numpy's PCG64 is portable), and a
+    set is a prefix of every larger one: ``make_shapes(100)`` is the first 100 images of
+    ``make_shapes(500)``. Images come in chunks of :data:`SHAPES_CHUNK`, each from its own stream
+    seeded by ``(seed, chunk)``, so "held-out image 3" is the same picture whatever ``n`` is asked.
 
     Returns:
         images ``(n, size, size, 3)`` uint8, labels ``(n,)`` int64, masks ``(n, size, size)`` bool.
@@ -132,7 +138,24 @@ def make_shapes(
         raise DatasetError(f"Unknown shape class(es) {unknown}; choose from {list(SHAPE_CLASSES)}.")
     if size < 8:
         raise DatasetError(f"Shapes need at least 8x8 pixels; got {size}.")
-    rng = np.random.default_rng(seed)
+    chunks = [
+        _shapes_chunk(np.random.default_rng([seed, c]), SHAPES_CHUNK, size, classes)
+        for c in range(-(-n // SHAPES_CHUNK))
+    ]
+    if not chunks:
+        return (
+            np.zeros((0, size, size, 3), np.uint8),
+            np.zeros(0, np.int64),
+            np.zeros((0, size, size), bool),
+        )
+    images, labels, masks = (np.concatenate(parts)[:n] for parts in zip(*chunks))
+    return images, labels, masks
+
+
+def _shapes_chunk(
+    rng: np.random.Generator, n: int, size: int, classes: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` shape images from one random stream (see :func:`make_shapes`)."""
     labels = rng.integers(0, len(classes), n)
     # Object: radius 28-45% of the image, centre kept inside so that most of it is visible.
     radius = rng.uniform(0.28, 0.45, n) * size

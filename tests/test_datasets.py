@@ -112,3 +112,14 @@ def test_image_folder_needs_classes(tmp_path):
         load_dataset("folder", root=tmp_path / "missing")
     with pytest.raises(DatasetError):
         load_dataset("folder", root=tmp_path)
+
+
+def test_a_shapes_set_is_a_prefix_of_every_larger_one():
+    """ "Held-out image k" is one picture whatever n a page asks for (chunks of a fixed stream)."""
+    small = make_shapes(100, size=16, seed=1)
+    large = make_shapes(700, size=16, seed=1)
+    for a, b in zip(small, large):
+        assert np.array_equal(a, b[:100])
+    data = load_dataset("shapes", n_train=40, n_test=300, size=16, seed=0)
+    fewer = load_dataset("shapes", n_train=40, n_test=20, size=16, seed=0)
+    assert torch.equal(fewer.x_test, data.x_test[:20]) and torch.equal(fewer.y_test, data.y_test[:20])
