@@ -38,6 +38,7 @@ from torch import Tensor
 from resviz.errors import ResvizError
 from resviz.hooks import preserve_model_state
 from resviz.models.resnet import ResidualBlock, ResNet
+from resviz.stats import paired_difference
 
 if TYPE_CHECKING:
     from resviz.models.weights import LoadedModel
@@ -87,6 +88,8 @@ class LesionResult:
 
     Attributes:
         single_error: ``(n_blocks,)`` error with block i deleted; NaN where it cannot be deleted.
+        single_change_ci: ``(n_blocks, 2)`` the 95% bootstrap interval of each deletion's change of
+            error from the intact network, paired over the same ``n_images`` images.
         k_error: ``(len(ks), draws)`` error with k random deletable blocks deleted; NaN where the
             network has fewer than k deletable blocks.
         swap_error: ``(len(swap_ks), draws)`` error with k random pairs of same-shape blocks of one
@@ -101,10 +104,21 @@ class LesionResult:
     k_error: np.ndarray
     swap_ks: np.ndarray
     swap_error: np.ndarray
+    single_change_ci: np.ndarray | None = None  # (n_blocks, 2): 95% interval of error - intact error
+    n_images: int = 0
 
     @property
     def residual(self) -> bool:
         return any(b.residual for b in self.blocks)
+
+    @property
+    def single_significant(self) -> np.ndarray:
+        """``(n_blocks,)`` bool: the deletion's 95% interval excludes no change (False where NaN)."""
+        if self.single_change_ci is None:
+            return np.zeros(len(self.blocks), dtype=bool)
+        lo, hi = self.single_change_ci[:, 0], self.single_change_ci[:, 1]
+        with np.errstate(invalid="ignore"):
+            return (lo > 0) | (hi < 0)
 
 
 @dataclass(frozen=True)
@@ -216,8 +230,23 @@ def single_sweep(
 ) -> tuple[float, np.ndarray]:
     """The intact error and the error with each single block deleted (NaN where it cannot be).
 
+    Returns:
+        ``(intact error, (n_blocks,) errors)``; see :func:`single_sweep_wrong` for the arguments.
+    """
+    intact, wrong, deletable = single_sweep_wrong(model, x, y, batch_size=batch_size, tick=tick)
+    errors = wrong.mean(1)
+    errors[~deletable] = np.nan
+    return float(intact.mean()), errors
+
+
+def single_sweep_wrong(
+    model: ResNet, x: Tensor, y: Tensor, *, batch_size: int = 250, tick: Callable[[], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which images the intact network gets wrong, and which it gets wrong with each block deleted.
+
     The network is walked once per batch; at block i the lesioned copy continues from the intact
-    input of block i, so the blocks before i are never recomputed.
+    input of block i, so the blocks before i are never recomputed. Per-image answers (not only
+    counts) let a deletion's change be judged as a paired difference on the same images.
 
     Args:
         model: the network, in the mode it should be evaluated in (call under ``preserve_model_state``).
@@ -225,28 +254,34 @@ def single_sweep(
         y: ``(N,)`` int64 labels.
 
     Returns:
-        ``(intact error, (n_blocks,) errors)``.
+        ``(N,)`` bool intact mistakes, ``(n_blocks, N)`` bool mistakes with block i deleted (all
+        False where it cannot be deleted), ``(n_blocks,)`` bool deletable.
     """
     infos = block_infos(model)
     blocks = [b for _, b in model.named_blocks()]
     n = len(blocks)
-    wrong = np.zeros(n)
-    wrong_intact = 0
+    wrong = np.zeros((n, len(y)), dtype=bool)
+    intact = np.zeros(len(y), dtype=bool)
+    start = 0
     for xc, yc in _chunks(x, y, batch_size):
         h = _stem(model, xc)
+        rows = slice(start, start + len(yc))
         for i in range(n):
             if infos[i].deletable:
                 g = _apply(blocks[i], h, True)
                 for j in range(i + 1, n):
                     g = blocks[j](g)
-                wrong[i] += _wrong(_head(model, g), yc)
+                wrong[i, rows] = _wrong_mask(_head(model, g), yc)
             h = blocks[i](h)
             if tick is not None:
                 tick()
-        wrong_intact += _wrong(_head(model, h), yc)
-    errors = wrong / len(y)
-    errors[[not b.deletable for b in infos]] = np.nan
-    return wrong_intact / len(y), errors
+        intact[rows] = _wrong_mask(_head(model, h), yc)
+        start += len(yc)
+    return intact, wrong, np.array([b.deletable for b in infos], dtype=bool)
+
+
+def _wrong_mask(logits: Tensor, y: Tensor) -> np.ndarray:
+    return (logits.argmax(1) != y).cpu().numpy()
 
 
 def lesioned_error(
@@ -316,7 +351,15 @@ def lesion_network(
     rng = random.Random(settings.seed)
     kw = {"batch_size": settings.batch_size}
     with preserve_model_state(model), torch.inference_mode():
-        intact, single = single_sweep(model, x, y, batch_size=settings.batch_size, tick=tick)
+        intact_wrong, block_wrong, can = single_sweep_wrong(
+            model, x, y, batch_size=settings.batch_size, tick=tick
+        )
+        intact = float(intact_wrong.mean())
+        single = np.where(can, block_wrong.mean(1), np.nan)
+        change_ci = np.full((n, 2), np.nan)
+        for i in np.flatnonzero(can):  # the change from intact, paired on the same images
+            d = paired_difference(intact_wrong, block_wrong[i], seed=settings.seed)
+            change_ci[i] = d.low, d.high
         k_error = np.full((len(settings.ks), settings.draws), np.nan)
         for a, k in enumerate(settings.ks):
             for d in range(settings.draws):
@@ -334,6 +377,8 @@ def lesion_network(
         blocks=infos,
         intact_error=float(intact),
         single_error=single,
+        single_change_ci=change_ci,
+        n_images=len(y),
         ks=np.array(settings.ks, dtype=np.int64),
         k_error=k_error,
         swap_ks=np.array(settings.swap_ks, dtype=np.int64),

@@ -7,6 +7,8 @@ import json
 import math
 from typing import TYPE_CHECKING
 
+from resviz.stats import rate_of
+
 if TYPE_CHECKING:
     from resviz.analysis.lesion import LesionStudy
 
@@ -81,17 +83,26 @@ def study_dict(study: LesionStudy) -> dict[str, object]:
     """The study as strict JSON: NaN (a deletion or swap that is not possible) is null."""
 
     def net(res) -> dict[str, object]:  # type: ignore[no-untyped-def]
+        intact = rate_of(res.intact_error, res.n_images)
+        ci = res.single_change_ci if res.single_change_ci is not None else [[math.nan] * 2] * len(res.blocks)
         return {
             "model": res.model,
             "intact_error": _num(res.intact_error),
+            "intact_error_ci95": [_num(intact.low), _num(intact.high)],
+            "n_images": res.n_images,
             "single": [
                 {
                     "block": b.name,
                     "downsamples": b.downsamples,
                     "error": _num(e),
+                    "change": _num(e - res.intact_error),
+                    "change_ci95": [_num(lo), _num(hi)],  # paired bootstrap over the same images
+                    "measurable": bool(sig),  # the interval excludes no change
                     "deletion": b.how,
                 }
-                for b, e in zip(res.blocks, res.single_error.tolist(), strict=True)
+                for b, e, (lo, hi), sig in zip(
+                    res.blocks, res.single_error.tolist(), ci, res.single_significant, strict=True
+                )
             ],
             "delete_k": {
                 str(k): [_num(e) for e in row] for k, row in zip(res.ks.tolist(), res.k_error.tolist())

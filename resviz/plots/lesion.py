@@ -48,23 +48,36 @@ def single_figure(study: LesionStudy) -> go.Figure:
     """Error after deleting each single block: bars per block, both networks, downsampling marked.
 
     Bars of downsampling blocks have a red outline; a plain block that cannot be removed has no bar
-    and a marker saying so. Dashed lines are the intact errors.
+    and a marker saying so. Dashed lines are the intact errors. Whiskers are the 95% interval of the
+    error, taken from the paired interval of its change from the intact network on the same images;
+    a deletion whose interval includes no change is drawn pale ("no measurable change").
     """
     fig = go.Figure()
     for res, color in ((study.residual, RESIDUAL_COLOR), (study.plain, PLAIN_COLOR)):
         names = [b.name for b in res.blocks]
         down = [b.downsamples for b in res.blocks]
+        sig = res.single_significant
+        ci = res.single_change_ci
+        error_y = _whiskers(res) if ci is not None else None
+        words = [
+            "" if not np.isfinite(e) else ("changed" if s else "no measurable change")
+            for e, s in zip(res.single_error, sig)
+        ]
         fig.add_trace(
             go.Bar(
                 x=names,
                 y=_pct(res.single_error),
-                name=f"{res.model} (intact {res.intact_error:.1%})",
+                name=f"{res.model} (intact {res.intact_error:.1%}, n = {res.n_images})",
+                error_y=error_y,
                 marker={
                     "color": color,
+                    "opacity": [1.0 if s else 0.45 for s in sig] if ci is not None else 1.0,
                     "line": {"color": [DOWNSAMPLE_COLOR if d else color for d in down], "width": 3},
                 },
-                customdata=[b.how for b in res.blocks],
-                hovertemplate="%{x}: %{y:.1f}%<br>%{customdata}<extra>" + res.model + "</extra>",
+                customdata=[[b.how, w] for b, w in zip(res.blocks, words)],
+                hovertemplate="%{x}: %{y:.1f}% (%{customdata[1]})<br>%{customdata[0]}<extra>"
+                + res.model
+                + "</extra>",
             )
         )
         fig.add_hline(y=res.intact_error * 100, line_dash="dash", line_color=color, line_width=1)
@@ -89,10 +102,24 @@ def single_figure(study: LesionStudy) -> go.Figure:
     fig.update_layout(barmode="group")
     return _layout(
         fig,
-        "Error after deleting one block (↓, red outline: the block downsamples; dashed: intact)",
+        "Error after deleting one block, with 95% intervals (pale: no measurable change; ↓, red "
+        "outline: downsamples; dashed: intact)",
         "deleted block",
         study,
     )
+
+
+def _whiskers(res: LesionResult) -> dict[str, object]:
+    """Plotly error bars from the interval of each deletion's change: intact + interval, around the bar."""
+    assert res.single_change_ci is not None
+    bar = _pct(res.single_error)
+    low = _pct(res.intact_error + res.single_change_ci[:, 0])
+    high = _pct(res.intact_error + res.single_change_ci[:, 1])
+
+    def gap(a: list[float | None], b: list[float | None]) -> list[float | None]:
+        return [None if x is None or y is None else max(0.0, x - y) for x, y in zip(a, b)]
+
+    return {"type": "data", "symmetric": False, "array": gap(high, bar), "arrayminus": gap(bar, low)}
 
 
 def curve_figure(study: LesionStudy, kind: Literal["delete", "swap"] = "delete") -> go.Figure:
