@@ -31,6 +31,7 @@ META = "run.json"
 WEIGHTS = "model.pt"
 WEIGHTS_FP16 = "model.safetensors"  # float16 safetensors: what the bundled runs ship (half the size)
 CURVES = "curves.json"
+SNAPSHOTS = "snapshots"  # float16 weights at chosen steps of training: step-000050.safetensors, ...
 BUNDLED_DIR = Path(__file__).parent / "bundled" / "runs"  # read-only runs that ship with resviz
 STOPPED_EARLY = 0.1  # a run that did less than this share of its steps is "stopped early"
 PARTIAL_PREFIX = ".partial-"
@@ -137,6 +138,7 @@ def save_run(
     tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=root))
     try:
         _write_weights(trained.model.state_dict(), tmp, fp16)
+        _write_snapshots(trained.snapshots, tmp)
         (tmp / CURVES).write_text(json.dumps(meta.pop("curves", {})))
         (tmp / META).write_text(json.dumps(meta, indent=1))
         for n in range(1 if folder else 1000):
@@ -163,6 +165,16 @@ def _write_weights(state: dict, folder: Path, fp16: bool) -> None:
 
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_file({k: v.contiguous() for k, v in half.items()}, str(folder / WEIGHTS_FP16))
+
+
+def _write_snapshots(snapshots: dict[int, dict], folder: Path) -> None:
+    """The weights at chosen steps of training, float16, one safetensors file a step."""
+    from safetensors.torch import save_file
+
+    for step, state in snapshots.items():
+        (folder / SNAPSHOTS).mkdir(exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        save_file(tensors, str(folder / SNAPSHOTS / f"step-{step:06d}.safetensors"))
 
 
 def weights_file(path: str | os.PathLike[str]) -> Path | None:

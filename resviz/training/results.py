@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ class TrainedModel:
     preprocessing_dict: dict[str, object]
     steps_done: int
     pointing_game: float | None = None  # share of held-out images whose Grad-CAM peak hits the object
+    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)  # step -> float16 state dict
 
     def metadata(self) -> dict[str, object]:
         """JSON-ready description stored next to the weights (see :mod:`resviz.runs`)."""

@@ -51,6 +51,7 @@ class Trainer:
             seed=config.data_seed,
             size=config.size,
             n_train=config.n_train,
+            n_test=config.n_test,
             root=config.data_root,
             download=config.download,
         )
@@ -79,6 +80,18 @@ class Trainer:
         self._order = torch.empty(0, dtype=torch.long)
         self._aug = torch.Generator().manual_seed(config.seed + 1)
         self.step_index = 0
+        # step -> model name -> float16 CPU state dict (config.snapshots): how the weights moved
+        self.snapshots: dict[int, dict[str, dict[str, Tensor]]] = {}
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        if self.step_index in self.config.snapshots:
+            self.snapshots[self.step_index] = {
+                m.name: {
+                    k: v.detach().to("cpu", torch.float16, copy=True) for k, v in m.model.state_dict().items()
+                }
+                for m in self.members
+            }
 
     def _build(self, name: str) -> Member:
         cfg = self.config
@@ -136,6 +149,7 @@ class Trainer:
             distributed=self.distributed,
         )
         self.step_index += 1
+        self._snapshot()
         if self.step_index % self.config.eval_every == 0 or self.done:
             self.evaluate()
 
@@ -196,6 +210,7 @@ class Trainer:
                     self.data.class_names,
                     self.data.preprocessing.to_dict(),
                     self.step_index,
+                    snapshots={step: models[m.name] for step, models in self.snapshots.items()},
                 )
             )
         return out
