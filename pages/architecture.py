@@ -20,6 +20,7 @@ from resviz.models import (
 )
 from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.models import current_choice
 from ui.shared_results import (
@@ -297,7 +298,7 @@ def main() -> None:
         config.validate()
         summary = summary_of(config, size, name + (" (modified)" if changes else ""))
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     metrics(summary)
     network(config, summary)

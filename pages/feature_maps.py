@@ -14,6 +14,7 @@ ensure_entry_point()
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 
 
@@ -269,7 +270,7 @@ def _layer_view_body(loaded, image, choice, options, base) -> None:
         try:
             layer, acts, by_name = _pick_layer(options, base["acts"], loaded, image, choice)
         except ResvizError as exc:  # a module typed by name that does not exist
-            st.error(str(exc))
+            st.error(markdown_text(exc))
             return
         maps = acts.maps[layer][0]
         if maps.ndim != 3:
@@ -305,7 +306,7 @@ def main() -> None:
         show_model_banner(loaded)
         _render(loaded, images[0])
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
 
 
 main()

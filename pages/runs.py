@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.shell import ensure_entry_point
 
@@ -27,7 +28,7 @@ def main() -> None:
     clean_partial_runs()  # half-written folders a killed server left behind
     runs, unreadable = scan_runs()
     for path in unreadable:
-        st.warning(f"`{path}` is in the runs folder but is not a readable run (skipped).")
+        st.warning(f"{markdown_text(path)} is in the runs folder but is not a readable run (skipped).")
     picked = _table(runs)
     _curves(picked or [r for r in runs if r.bundled])
     _manage([r for r in picked if not r.bundled])
@@ -100,7 +101,7 @@ def _manage(runs: list) -> None:
         c2.button("Rename", key=f"{state.RUNS_RENAME}{run.id}", on_click=_change, args=(run, "rename"))
         c3.button("Delete", key=f"{state.RUNS_DELETE}{run.id}", on_click=_change, args=(run, "delete"))
     if error := st.session_state.pop(state.RUNS_ERROR, None):
-        st.error(error)
+        st.error(markdown_text(error))
 
 
 def _change(run, action: str) -> None:

@@ -13,6 +13,7 @@ import uuid
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.shell import ensure_entry_point
 
@@ -58,7 +59,7 @@ def main() -> None:
     try:
         ready = _settings(running)
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         ready = False
     start_col, stop_col, _ = st.columns([1, 1.6, 3.4])
     # Both buttons act in callbacks, before the script runs: a click is never lost to a rerun.
@@ -76,7 +77,7 @@ def main() -> None:
         on_click=job.stop if running else None,
     )
     if error := st.session_state.pop(state.TRAIN_START_ERROR, None):
-        st.error(error)
+        st.error(markdown_text(error))
     job = st.session_state.get(state.TRAIN_JOB)
     if job is not None and job.running and job.config.steps > 5000 and _on_cpu(job.config.device):
         st.warning(
@@ -243,7 +244,7 @@ def _live(running: bool) -> None:
         text = label.get(job.status) or f"step {job.step} of {cfg.steps} · {job.elapsed:.0f} s · {job.status}"
         st.progress(job.progress, text=text)
         if job.error:
-            st.error(job.error)
+            st.error(markdown_text(job.error))
         if job.abandoned:
             st.warning("This run stopped because no page watched it for a minute; what was trained is saved.")
         curves = job.snapshot()
@@ -310,7 +311,7 @@ def _results(job) -> None:
 def _saving(job) -> None:
     """Where the models went: saved, not saved (stopped early: save on request), or a failed save."""
     if job.save_error:
-        st.error(job.save_error)
+        st.error(markdown_text(job.save_error))
         _model_downloads(job)
     elif job.saved:
         st.success(

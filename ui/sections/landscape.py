@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from resviz.errors import ResvizError
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.section_kit import kept_result
 
@@ -40,7 +41,7 @@ def render() -> None:
     try:
         loaded = current_model()
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     if not _usable(loaded):
         return
@@ -62,7 +63,7 @@ def render() -> None:
             max_kept=MAX_RESULTS,
         )
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     if result is None:
         if st.session_state.pop(state.LAND_STOPPED, None) == request:
@@ -86,7 +87,10 @@ def _usable(loaded: LoadedModel) -> bool:
         )
         return False
     if loaded.weights != "run":
-        st.info(f"{loaded.name} ({loaded.source}) comes with no held-out set to measure its loss on. {demo}")
+        st.info(
+            f"{markdown_text(loaded.name)} ({markdown_text(loaded.source)}) comes with no held-out set "
+            f"to measure its loss on. {demo}"
+        )
         return False
     return True
 

@@ -1,0 +1,44 @@
+"""Strings that a user or a file supplied, made safe for where they are shown.
+
+Run titles, file names, folder names and class names from a checkpoint are data, never markup: a
+title ``![t](http://evil.example.com/x.png)`` must not make another visitor's browser fetch an image,
+a title ``=HYPERLINK(...)`` must not become a spreadsheet formula, and ``\\x1b]0;...`` must not
+reach a terminal. One function per destination, so that every page and command uses the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it also breaks GFM
+# autolinks (``www.`` / ``http:``), Streamlit's ``:red[...]`` / ``:material/x:`` directives and
+# ``$`` math, which a narrower set would miss.
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Bidi overrides and zero-width characters make a shown name differ from the real one.
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def one_line(text: object) -> str:
+    """``text`` as one printable line: control and invisible characters become spaces or go."""
+    s = _CONTROL.sub(" ", str(text)).translate(_INVISIBLE)
+    return "".join(c for c in s if unicodedata.category(c) != "Cs")  # lone surrogates cannot be printed
+
+
+def markdown_text(text: object) -> str:
+    """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it literally."""
+    return _MD_PUNCT.sub(r"\\\1", one_line(text))
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet will not run: text starting with ``= + - @`` gets a leading ``'``.
+
+    Numbers stay numbers (a negative value is data, not a formula); only strings are changed.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
