@@ -323,7 +323,7 @@ def load_run(path: str | os.PathLike[str]) -> LoadedModel:
         CheckpointError: the folder is not a run, or its weights do not fit its config.
     """
     from resviz.models import ResNetConfig, create_model
-    from resviz.models.weights import LoadedModel, _load_strict, _read_state_dict
+    from resviz.models.weights import LoadedModel, _load_strict, _read_state_dict, check_shapes
     from resviz.preprocessing import Preprocessing
 
     path = Path(path)
@@ -342,6 +342,7 @@ def load_run(path: str | os.PathLike[str]) -> LoadedModel:
     except OSError as exc:
         raise CheckpointError(f"{path.name}'s weights could not be read ({exc.strerror}).") from exc
     state = _read_state_dict(data, where)  # weights_only: a pickle that would run code is refused
+    check_shapes(config, state, where, label="its saved configuration")  # before allocating anything
     model = create_model(config)
     _load_strict(model, state, where, label="its saved configuration")
     names = meta.get("class_names")
