@@ -20,6 +20,7 @@ def _subcommands() -> list[ModuleType]:
     mods = [
         importlib.import_module(f"{commands.__name__}.{info.name}")
         for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")  # helpers (_bounds), not subcommands
     ]
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
