@@ -64,6 +64,10 @@ def render_model_picker() -> ModelChoice:
     # the variant and plain-twin widgets do not apply, so they are greyed out rather than ignored.
     using_run = bool(runs) and st.session_state.get(state.MODEL_WEIGHTS) == "run"
     with st.sidebar:
+        from ui.sharing import current
+
+        if notice := current().notice:  # one line on every page while the server is shared
+            st.info(notice)
         st.subheader("Model")
         name = st.selectbox(
             "Variant",

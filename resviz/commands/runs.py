@@ -34,9 +34,10 @@ def run_record(info) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from resviz.errors import ResvizError
-    from resviz.runs import delete_run, find_run, read_metadata, rename_run, scan_runs
+    from resviz.runs import clean_partial_runs, delete_run, find_run, read_metadata, rename_run, scan_runs
     from resviz.text import one_line
 
+    clean_partial_runs(args.dir)  # half-written folders a killed process left (as the Runs page does)
     if args.action == "list":
         runs, unreadable = scan_runs(args.dir)
         if args.json:

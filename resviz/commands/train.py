@@ -138,11 +138,12 @@ def _init_distributed(device: str) -> tuple[int, int, str]:
 
 def run(args: argparse.Namespace) -> int:
     from resviz.device import configure_cpu_threads
-    from resviz.runs import check_writable
+    from resviz.runs import check_writable, clean_partial_runs
     from resviz.training import Trainer, summary_rows
 
     if not args.no_save:
         check_writable(args.out)  # a read-only or wrong --out is said now, not after training
+        clean_partial_runs(args.out)  # half-written folders a killed run left behind
     rank, world, device = _init_distributed(args.device)
     try:
         configure_cpu_threads(args.threads)
