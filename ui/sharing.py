@@ -27,5 +27,9 @@ def current() -> Sharing:
 
 
 def session_id() -> str:
-    """This browser session's id: made once, kept in its session state, never sent to the browser."""
+    """Who owns what this session starts: the signed-in user where ``st.login`` is set up (stable
+    across reloads and tabs), else an id made once per browser session and never sent to it."""
+    with contextlib.suppress(Exception):  # no [auth] configured: st.user has no identity
+        if st.user.is_logged_in and (who := st.user.get("sub") or st.user.get("email")):
+            return f"user:{who}"
     return st.session_state.setdefault(state.SESSION_ID, uuid.uuid4().hex)
