@@ -8,6 +8,7 @@ reach a terminal. One function per destination, so that every page and command u
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 
@@ -32,6 +33,12 @@ def one_line(text: object) -> str:
 def markdown_text(text: object) -> str:
     """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it literally."""
     return _MD_PUNCT.sub(r"\\\1", one_line(text))
+
+
+def plot_text(text: object) -> str:
+    """``text`` for a plotly label (legend, axis category, hover): its ``<a href>`` and ``<b>`` tags
+    are markup, so ``<``, ``>`` and ``&`` become entities, which plotly shows as the characters."""
+    return html.escape(one_line(text), quote=False)
 
 
 def csv_cell(value: object) -> object:

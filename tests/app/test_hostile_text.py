@@ -8,8 +8,10 @@ in any markdown element means the title became markup.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,21 @@ def test_the_cli_prints_no_control_characters(hostile_run, capsys):
     assert main(["runs", "list"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "pes\nline2" not in out
+
+
+def test_plot_labels_from_titles_and_class_names_are_not_plotly_markup():
+    from resviz.plots.attribution import top_k_figure
+    from resviz.plots.training import training_curves_figure
+    from resviz.runs import run_curves
+
+    title = 'x <a href="http://evil.example.com">click</a> <b>y</b>'
+    bars = top_k_figure([title, "cat"], [0.6, 0.4], target=title)
+    assert "<a" not in "".join(bars.data[0].y) and "&lt;a href" in "".join(bars.data[0].y)
+    assert list(bars.data[0].marker.color)[-1] == "#d62728"  # the target is still told apart
+    run = save_run(fake_trained("plain8"), Path(os.environ["RESVIZ_RUNS_DIR"]))
+    try:
+        info = rename_run(next(r for r in list_runs(run.parent, bundled=False) if r.path == run), title)
+        fig = training_curves_figure([run_curves(info)], "loss", by_name=True)
+        assert "<a" not in fig.data[0].name and fig.data[0].name.startswith("x &lt;a href")
+    finally:
+        shutil.rmtree(run)
