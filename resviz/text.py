@@ -12,10 +12,12 @@ import html
 import re
 import unicodedata
 
-# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it also breaks GFM
-# autolinks (``www.`` / ``http:``), Streamlit's ``:red[...]`` / ``:material/x:`` directives and
-# ``$`` math, which a narrower set would miss.
+# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it also breaks
+# Streamlit's ``:red[...]`` / ``:material/x:`` directives and ``$`` math, which a narrower set
+# would miss. Bare-URL autolinks need more (markdown_text): they are found after unescaping.
 _MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp|www|\\@)(\\[:.]|)")  # in escaped text
+_ZWSP = "\u200b"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Bidi overrides and zero-width characters make a shown name differ from the real one.
 _INVISIBLE = dict.fromkeys(
@@ -31,8 +33,14 @@ def one_line(text: object) -> str:
 
 
 def markdown_text(text: object) -> str:
-    """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it literally."""
-    return _MD_PUNCT.sub(r"\\\1", one_line(text))
+    """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it literally.
+
+    Escaping stops links and images, but GFM's bare-URL autolinks are found in the text *after*
+    escapes are undone (``http\\://x`` still becomes a link): a zero-width space after the scheme,
+    ``www`` or ``@`` breaks those patterns and reads the same.
+    """
+    escaped = _MD_PUNCT.sub(r"\\\1", one_line(text))
+    return _AUTOLINK.sub(lambda m: m.group(1) + _ZWSP + m.group(2), escaped)
 
 
 def plot_text(text: object) -> str:
