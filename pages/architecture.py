@@ -142,7 +142,12 @@ def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str]:
         meta = read_metadata(choice.run_path)
         config = ResNetConfig.from_dict(dict(meta["variant_config"]))  # type: ignore[arg-type]
         steps = meta.get("steps_done", "?")
-        return choice.name, spec, config, f"as trained in run {Path(choice.run_path).name} ({steps} steps)"
+        return (
+            choice.name,
+            spec,
+            config,
+            f"as trained in run {markdown_text(Path(choice.run_path).name)} ({markdown_text(steps)} steps)",
+        )
     return choice.name, spec, spec.config, spec.description
 
 

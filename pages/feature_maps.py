@@ -265,7 +265,11 @@ def _layer_view_body(loaded, image, choice, options, base) -> None:
     crop = loaded.preprocessing.crop
     left, right = st.columns([1, 2])
     with left:
-        st.image(base["view"], caption=f"{image.name}, as the network sees it ({crop}x{crop})", width=260)
+        st.image(
+            base["view"],
+            caption=f"{markdown_text(image.name)}, as the network sees it ({crop}x{crop})",
+            width=260,
+        )
     with right:
         try:
             layer, acts, by_name = _pick_layer(options, base["acts"], loaded, image, choice)

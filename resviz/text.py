@@ -12,11 +12,15 @@ import html
 import re
 import unicodedata
 
-# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it also breaks
-# Streamlit's ``:red[...]`` / ``:material/x:`` directives and ``$`` math, which a narrower set
-# would miss. Bare-URL autolinks need more (markdown_text): they are found after unescaping.
-_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
-_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp|www|\\@)(\\[:.]|)")  # in escaped text
+# Only what can start markup is escaped, so that a sentence still reads (and still matches what
+# tests and users search for): link and image brackets, HTML's "<", code, emphasis, tables,
+# strikethrough, math, headings; "_" only where it can open emphasis (never inside a word, where
+# GFM leaves it alone); list markers only at the start. Streamlit's ":red[...]" directives need "[".
+_MD_ANYWHERE = re.compile(r"([\\`*\[\]<>|~$#])|(?<!\w)_|_(?!\w)")
+_MD_START = re.compile(r"^(\s*(?:\d+)?)([-+=.)])")  # "- x", "+ x", "1. x", "1) x" open lists
+# GFM autolinks bare URLs and e-mail addresses in the text *after* escapes are undone, so escaping
+# cannot stop them: a zero-width space after the scheme, "www" or "@" breaks the pattern.
+_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|\bwww(?=\.)|@(?=\w)")
 _ZWSP = "\u200b"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Bidi overrides and zero-width characters make a shown name differ from the real one.
@@ -33,14 +37,11 @@ def one_line(text: object) -> str:
 
 
 def markdown_text(text: object) -> str:
-    """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it literally.
-
-    Escaping stops links and images, but GFM's bare-URL autolinks are found in the text *after*
-    escapes are undone (``http\\://x`` still becomes a link): a zero-width space after the scheme,
-    ``www`` or ``@`` breaks those patterns and reads the same.
-    """
-    escaped = _MD_PUNCT.sub(r"\\\1", one_line(text))
-    return _AUTOLINK.sub(lambda m: m.group(1) + _ZWSP + m.group(2), escaped)
+    """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it literally:
+    no link, image, HTML, code, emphasis or heading can come out of it."""
+    s = _AUTOLINK.sub(lambda m: m.group(0) + _ZWSP, one_line(text))
+    s = _MD_ANYWHERE.sub(lambda m: "\\" + m.group(0), s)
+    return _MD_START.sub(lambda m: m.group(1) + "\\" + m.group(2), s, count=1)
 
 
 def plot_text(text: object) -> str:

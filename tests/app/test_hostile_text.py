@@ -75,7 +75,7 @@ def test_a_hostile_run_title_is_text_on_every_page(open_page, hostile_run, page)
 def test_the_sidebar_caption_escapes_the_title_but_keeps_its_words(open_page, hostile_run):
     at = open_page("pages/home.py", **{state.MODEL_WEIGHTS: "run", state.TRAIN_RUN: str(hostile_run)})
     caption = next(c.value for c in at.sidebar.caption if "evil" in c.value)
-    assert r"\!\[t\]\(http" + "\u200b" + r"\:\/\/evil\.example\.com\/track\.png\)" in caption
+    assert r"!\[t\](http" + "\u200b" + "://evil.example.com/track.png)" in caption
 
 
 def test_csv_cells_that_would_be_formulas_are_neutralised():
