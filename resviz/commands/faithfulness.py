@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     data = _data(loaded, args.data, args.n)
     pair = model_pair(loaded)
     x = data.normalize(data.x_test)
+    # Each method keeps a map per image and scores every deletion/insertion step of every image:
+    # refuse a set whose float32 copies would not fit, before the first forward pass.
+    per_image = x[0].numel() * 4 * (steps + 2) * len(methods) * 2  # both nets
+    _bounds.check_memory(len(x) * per_image, f"Faithfulness on {len(x)} images with {steps} steps")
     masks = data.masks_test.numpy() if data.masks_test is not None else None
     report = evaluate(
         [(pair.residual.name, pair.residual.model), (pair.plain.name, pair.plain.model)],
