@@ -64,10 +64,14 @@ def real(what: str, lo: float, hi: float, *, above_lo: bool = False) -> Callable
         low_ok = value > lo if above_lo else value >= lo
         if not math.isfinite(value) or not low_ok or value > hi:
             side = "above" if above_lo else "at least"
-            raise BoundError(f"{what} must be {side} {lo:g} and at most {hi:g}, not {text}.")
+            raise BoundError(f"{what} must be {side} {_num(lo)} and at most {_num(hi)}, not {text}.")
         return value
 
     return parse
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:g}"
 
 
 def output_file(
