@@ -22,6 +22,7 @@ CASES = [
     (["landscape", "--model", "resnet20", "--images", "1000000000"], 2, "at most 10,000"),
     (["landscape", "--model", "resnet20", "--npz", "/proc/x.npz"], 2, "Cannot write"),
     (["landscape", "--model", "resnet20", "--seeds", "0,0"], 2, "--seeds must differ"),
+    (["landscape", "--model", "resnet20", "--npz", OUT], 2, "it is a folder"),
     (["landscape", "--model", "resnet20", "--range", "nan"], 2, "--range must be above 0"),
     (["lesion", "--draws", "1000000000"], 2, "at most 1,000"),
     (["lesion", "--images", "1e9"], 2, "at most 10,000"),

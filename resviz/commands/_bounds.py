@@ -90,6 +90,8 @@ def output_file(
         if stdout and text == "-":
             return text
         path = Path(text).expanduser()
+        if path.is_dir():  # before the suffix: "--npz DIR" once wrote DIR.npz while saying DIR
+            raise BoundError(f"Cannot write {path}: it is a folder; give a file name.")
         if suffix and path.suffix != suffix:
             path = path.with_name(path.name + suffix)
         check_writable_file(path, parents=parents)
