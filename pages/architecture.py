@@ -20,6 +20,7 @@ from resviz.models import (
 )
 from resviz.models.config import SHORTCUTS
 from resviz.plots.architecture import block_figure, comparison_figure, network_figure, stage_figure
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.models import current_choice
 from ui.shared_results import (
@@ -141,7 +142,12 @@ def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str]:
         meta = read_metadata(choice.run_path)
         config = ResNetConfig.from_dict(dict(meta["variant_config"]))  # type: ignore[arg-type]
         steps = meta.get("steps_done", "?")
-        return choice.name, spec, config, f"as trained in run {Path(choice.run_path).name} ({steps} steps)"
+        return (
+            choice.name,
+            spec,
+            config,
+            f"as trained in run {markdown_text(Path(choice.run_path).name)} ({markdown_text(steps)} steps)",
+        )
     return choice.name, spec, spec.config, spec.description
 
 
@@ -297,7 +303,7 @@ def main() -> None:
         config.validate()
         summary = summary_of(config, size, name + (" (modified)" if changes else ""))
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     metrics(summary)
     network(config, summary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.shell import ensure_entry_point
 
@@ -255,7 +256,10 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
     p = result.prediction
     where = f" at {result.layer}" if result.layer else ""
     for i, image in enumerate(images):
-        st.markdown(f"**{image.name}**: {METHODS[result.method]}{where} for **{result.target_labels[i]}**")
+        st.markdown(
+            f"**{markdown_text(image.name)}**: {METHODS[result.method]}{where} "
+            f"for **{markdown_text(result.target_labels[i])}**"
+        )
         left, right = st.columns([2, 3])
         left.plotly_chart(
             top_k_figure(p.labels[i], p.probs[i], target=result.target_labels[i]),
@@ -367,7 +371,10 @@ def _comparison(
         key=f"{K}grid_chart",
         config={"displaylogo": False},
     )
-    st.caption(f"Every cell explains class {result.target_labels[idx]!r}, the class of the view above.")
+    st.caption(
+        f"Every cell explains class {markdown_text(repr(result.target_labels[idx]))}, "
+        "the class of the view above."
+    )
 
 
 def _controls(loaded, choices, names):
@@ -473,7 +480,7 @@ def main() -> None:
 
         faithfulness.render(loaded, images, model_key=model_key)
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
 
 

@@ -14,6 +14,7 @@ ensure_entry_point()
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 
 
@@ -264,12 +265,16 @@ def _layer_view_body(loaded, image, choice, options, base) -> None:
     crop = loaded.preprocessing.crop
     left, right = st.columns([1, 2])
     with left:
-        st.image(base["view"], caption=f"{image.name}, as the network sees it ({crop}x{crop})", width=260)
+        st.image(
+            base["view"],
+            caption=f"{markdown_text(image.name)}, as the network sees it ({crop}x{crop})",
+            width=260,
+        )
     with right:
         try:
             layer, acts, by_name = _pick_layer(options, base["acts"], loaded, image, choice)
         except ResvizError as exc:  # a module typed by name that does not exist
-            st.error(str(exc))
+            st.error(markdown_text(exc))
             return
         maps = acts.maps[layer][0]
         if maps.ndim != 3:
@@ -305,7 +310,7 @@ def main() -> None:
         show_model_banner(loaded)
         _render(loaded, images[0])
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
 
 
 main()

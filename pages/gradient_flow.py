@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.shared_results import twin_gradient_profile
 from ui.shell import ensure_entry_point
@@ -57,7 +58,7 @@ def main() -> None:
         with train_tab:
             _training(twins, batch, device)
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
 
 
 def _settings(fixed_model: bool = False):
@@ -197,7 +198,7 @@ def _sidebar_model(batch, device: str) -> None:
     )
     with st.spinner(f"Forward and backward pass of {loaded.name} and its twin…"):
         pair = _loaded_profile(repr(current_choice()), batch.batch_size, batch.seed, device, loaded)
-    st.caption(f"Measured: {pair.source}.")
+    st.caption(f"Measured: {markdown_text(pair.source)}.")
     _show_pair(pair)
 
 

@@ -13,6 +13,7 @@ import uuid
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.shell import ensure_entry_point
 
@@ -44,21 +45,30 @@ def main() -> None:
         "and watch; the trained models are saved and can be picked in the sidebar on every page."
     )
     from resviz.errors import ResvizError
+    from resviz.sharing import owns
     from resviz.training import running_job
+    from ui.sharing import current, session_id
 
+    sharing = current()
     job = st.session_state.get(state.TRAIN_JOB)
     other = running_job()
     if other is not None and other is not job and (job is None or not job.running):
         # One run at a time per process (the CPU): a run started elsewhere, or before a reload, is
-        # shown here with its progress and its Stop button, not left training unseen.
+        # shown here with its progress, not left training unseen; only its owner gets a Stop.
         st.session_state[state.TRAIN_JOB] = job = other
-        st.info("A run is already going (started in another tab or before a reload); its progress is below.")
+        if owns(other.owner, session_id()):
+            st.info("A run is already going (started in another tab); its progress is below.")
+        else:
+            st.info("Another visitor's run is going; its progress is below. Only they can stop it.")
     running = job is not None and job.running
+    mine = job is not None and owns(job.owner, session_id())
+    if not sharing.allow_training:
+        st.info("Training is turned off on this server (RESVIZ_ALLOW_TRAINING).")
     st.session_state[state.TRAIN_LIVE] = running
     try:
         ready = _settings(running)
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         ready = False
     start_col, stop_col, _ = st.columns([1, 1.6, 3.4])
     # Both buttons act in callbacks, before the script runs: a click is never lost to a rerun.
@@ -66,17 +76,17 @@ def main() -> None:
         "Start training",
         key=state.TRAIN_START,
         type="primary",
-        disabled=running or not ready,
+        disabled=running or not ready or not sharing.allow_training,
         on_click=_start,
     )
     stop_col.button(
         "Stop (keep what was trained)",
         key=state.TRAIN_STOP,
-        disabled=not running,
-        on_click=job.stop if running else None,
+        disabled=not (running and mine),
+        on_click=job.stop if running and mine else None,
     )
     if error := st.session_state.pop(state.TRAIN_START_ERROR, None):
-        st.error(error)
+        st.error(markdown_text(error))
     job = st.session_state.get(state.TRAIN_JOB)
     if job is not None and job.running and job.config.steps > 5000 and _on_cpu(job.config.device):
         st.warning(
@@ -86,6 +96,13 @@ def main() -> None:
         _live(running)
         if job.finished:
             _results(job)
+
+
+def _folder_root():
+    """Where folder training may read from (resviz.sharing; RESVIZ_DATA_DIR)."""
+    from ui.sharing import current
+
+    return current().data_root
 
 
 def _on_cpu(device: str) -> bool:
@@ -139,7 +156,12 @@ def _settings(running: bool) -> bool:
             )
             folder = None
             if dataset == "folder":
-                folder = st.text_input("Image folder (one sub-folder per class)", key=state.TRAIN_FOLDER)
+                folder = st.text_input(
+                    "Image folder (one sub-folder per class)",
+                    key=state.TRAIN_FOLDER,
+                    help=f"A sub-folder of {_folder_root()} (RESVIZ_DATA_DIR), on the server.",
+                    disabled=running,
+                )
             if dataset in ("shapes", "folder"):
                 st.session_state.setdefault(state.TRAIN_SIZE, 16 if dataset == "shapes" else 32)
                 st.selectbox("Image size", [16, 32], key=state.TRAIN_SIZE, disabled=running)
@@ -173,6 +195,10 @@ def _settings(running: bool) -> bool:
     if dataset == "folder" and not folder:
         st.info("Give the path of a folder of images, one sub-folder per class.")
         return False
+    if dataset == "folder":
+        from resviz.datasets import check_inside
+
+        check_inside(folder, _folder_root())  # outside the data root: one sentence, whether it exists or not
     _config()  # a bad combination shows its sentence now, not at the click
     return True
 
@@ -209,14 +235,21 @@ def _start() -> None:
     from resviz.device import configure_cpu_threads
     from resviz.errors import ResvizError
     from resviz.runs import check_writable, default_runs_dir, save_run
+    from resviz.sharing import owner_token
     from resviz.training import JobRunningError, start_job
+    from ui.sharing import current, session_id
 
     try:
+        if not current().allow_training:
+            raise ResvizError("Training is turned off on this server.")
         config = _config()
         root = check_writable(default_runs_dir())  # a folder runs cannot go to is said before training
         configure_cpu_threads()
-        save = functools.partial(save_run, root=root, group=uuid.uuid4().hex[:12])
-        st.session_state[state.TRAIN_JOB] = start_job(config, save=save)
+        owner = owner_token(session_id())  # the run and the job belong to this browser session
+        save = functools.partial(save_run, root=root, group=uuid.uuid4().hex[:12], owner=owner)
+        st.session_state[state.TRAIN_JOB] = start_job(
+            config, save=save, owner=owner, folder_root=_folder_root()
+        )
     except JobRunningError as exc:
         st.session_state[state.TRAIN_JOB] = exc.job  # show that run, with its Stop button
         st.session_state[state.TRAIN_START_ERROR] = str(exc)
@@ -239,11 +272,16 @@ def _live(running: bool) -> None:
             st.session_state[state.TRAIN_LIVE] = False
             st.rerun()  # the whole page: the buttons and the results depend on the job's end
         cfg = job.config
-        label = {"loading": "loading the data…", "evaluating": "Grad-CAM pointing game…", "saving": "saving…"}
+        loading = f"loading the data: {job.loaded[0]} of {job.loaded[1]} images…" if job.loaded[1] else ""
+        label = {
+            "loading": loading or "loading the data…",
+            "evaluating": "Grad-CAM pointing game…",
+            "saving": "saving…",
+        }
         text = label.get(job.status) or f"step {job.step} of {cfg.steps} · {job.elapsed:.0f} s · {job.status}"
         st.progress(job.progress, text=text)
         if job.error:
-            st.error(job.error)
+            st.error(markdown_text(job.error))
         if job.abandoned:
             st.warning("This run stopped because no page watched it for a minute; what was trained is saved.")
         curves = job.snapshot()
@@ -310,7 +348,7 @@ def _results(job) -> None:
 def _saving(job) -> None:
     """Where the models went: saved, not saved (stopped early: save on request), or a failed save."""
     if job.save_error:
-        st.error(job.save_error)
+        st.error(markdown_text(job.save_error))
         _model_downloads(job)
     elif job.saved:
         st.success(
@@ -323,7 +361,11 @@ def _saving(job) -> None:
             f"Stopped early ({job.step} of {job.config.steps} steps): the models were not saved. "
             "Keep them anyway?"
         )
-        st.button("Save these models", key=state.TRAIN_SAVE_ANYWAY, on_click=job.save)
+        from resviz.sharing import owns
+        from ui.sharing import session_id
+
+        mine = owns(job.owner, session_id())
+        st.button("Save these models", key=state.TRAIN_SAVE_ANYWAY, on_click=job.save, disabled=not mine)
 
 
 def _model_downloads(job) -> None:

@@ -13,12 +13,14 @@ from types import ModuleType
 import resviz
 from resviz import commands
 from resviz.errors import ResvizError
+from resviz.text import one_line
 
 
 def _subcommands() -> list[ModuleType]:
     mods = [
         importlib.import_module(f"{commands.__name__}.{info.name}")
         for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")  # helpers (_bounds), not subcommands
     ]
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
@@ -50,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
     except ResvizError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # The sentence may quote a file name or a run title: no terminal escapes reach the screen.
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

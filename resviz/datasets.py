@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,37 +378,122 @@ def torchvision_dataset(
 # --------------------------------------------------------------------------- a folder of images
 
 
-def image_folder(
-    root: str | os.PathLike[str], *, size: int = 32, test_fraction: float = 0.2, seed: int = 0
-) -> ImageDataset:
-    """A user's images, one sub-folder per class, resized and centre-cropped to ``size``."""
-    from torchvision.datasets import ImageFolder
+FOLDER_SCAN_SECONDS = 120.0  # a folder that takes longer to read is refused (a whole disk, a slow mount)
+FOLDER_SCAN_ENTRIES = 10 * MAX_FOLDER_IMAGES  # directory entries looked at, images or not
+_FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
-    from resviz.preprocessing import Preprocessing
 
+def check_inside(root: str | os.PathLike[str], allowed: str | os.PathLike[str]) -> Path:
+    """``root`` resolved (symlinks followed), refused unless it lies inside ``allowed``.
+
+    The refusal is the same sentence whether ``root`` exists or not, so the field cannot be used
+    to probe the server's file system.
+
+    Raises:
+        DatasetError: ``root`` is outside ``allowed`` once resolved.
+    """
+    base = Path(allowed).expanduser().resolve()
     path = Path(root).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    path = path.resolve()
+    if not path.is_relative_to(base):
+        raise DatasetError(f"Training folders must be inside {base}; give a sub-folder of it.")
+    return path
+
+
+def image_folder(
+    root: str | os.PathLike[str],
+    *,
+    size: int = 32,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    allowed: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    max_images: int = MAX_FOLDER_IMAGES,
+    max_seconds: float = FOLDER_SCAN_SECONDS,
+) -> ImageDataset:
+    """A user's images, one sub-folder per class, resized and centre-cropped to ``size``.
+
+    Every file is decoded by :func:`resviz.images.load_file`, with an upload's rules (pixel limit,
+    damaged files refused in a sentence); files it refuses are skipped and counted. The scan is
+    bounded: at most ``max_images`` images and :data:`FOLDER_SCAN_ENTRIES` directory entries,
+    ``max_seconds`` in all, and ``stop`` is asked between files.
+
+    Args:
+        allowed: when given, ``root`` must resolve (after symlinks) inside it, and so must each class.
+        progress: called with (files done, files found) while decoding.
+        stop: returns True to abandon the load (raises DatasetError).
+
+    Raises:
+        DatasetError: not a folder, outside ``allowed``, too many files, too slow, stopped, or too few images.
+    """
+    import time
+
+    from resviz.errors import ImageError
+    from resviz.images import load_file
+
+    path = check_inside(root, allowed) if allowed is not None else Path(root).expanduser().resolve()
     if not path.is_dir():
         raise DatasetError(f"{path} is not a folder; give a folder with one sub-folder per class.")
+    deadline = time.monotonic() + max_seconds
+    stop = stop or (lambda: False)
+    entries = 0
+
+    def check(where: Path) -> None:
+        if stop():
+            raise DatasetError("Stopped while reading the image folder.")
+        if entries > FOLDER_SCAN_ENTRIES or time.monotonic() > deadline:
+            raise DatasetError(
+                f"{path} is too large to scan (over {FOLDER_SCAN_ENTRIES:,} entries or "
+                f"{max_seconds:.0f} s, at {where}); give a folder of at most {max_images:,} images."
+            )
+
+    classes, files = [], []
     try:
-        folder = ImageFolder(str(path))
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise DatasetError(f"{path} has no class sub-folders with images in them.") from exc
-    if len(folder) > MAX_FOLDER_IMAGES:
-        raise DatasetError(
-            f"{path} holds {len(folder)} images; the training lab takes at most {MAX_FOLDER_IMAGES}."
+        subdirs = sorted(
+            (d for d in os.scandir(path) if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name
         )
-    if len(folder.classes) < 2:
-        raise DatasetError(f"{path} needs at least two class sub-folders; found {len(folder.classes)}.")
+    except OSError as exc:
+        raise DatasetError(f"{path} cannot be read ({exc.strerror or exc}).") from exc
+    for sub in subdirs:
+        sub_path = Path(sub.path).resolve()
+        if not sub_path.is_relative_to(path):  # a symlinked class folder pointing elsewhere
+            continue
+        label, before = len(classes), len(files)
+        for dirpath, dirnames, filenames in os.walk(sub_path):  # os.walk does not follow links
+            dirnames.sort()
+            entries += len(dirnames) + len(filenames)
+            check(Path(dirpath))
+            for name in sorted(filenames):
+                if name.lower().endswith(_FOLDER_SUFFIXES):
+                    files.append((Path(dirpath) / name, label))
+            if len(files) > max_images:
+                raise DatasetError(
+                    f"{path} holds over {max_images:,} images, more than the training lab takes."
+                )
+        if len(files) > before:  # a class is a sub-folder with images in it
+            classes.append(sub.name)
+    if len(classes) < 2:
+        raise DatasetError(f"{path} needs at least two class sub-folders with images; found {len(classes)}.")
     view = Preprocessing(size, size, (0.5,) * 3, (0.25,) * 3)
-    images, labels = [], []
-    for file, label in folder.samples:
+    images, labels, skipped = [], [], []
+    for done, (file, label) in enumerate(files):
+        check(file)
+        if progress is not None:
+            progress(done, len(files))
         try:
-            images.append(view.array([folder.loader(file)])[0])
-        except OSError:
-            continue  # unreadable files are skipped rather than failing the whole folder
+            if file.is_symlink() and not file.resolve().is_relative_to(path):
+                raise ImageError(f"{file.name} links outside the folder.")
+            images.append(view.array([load_file(file).image])[0])
+        except ImageError as exc:
+            skipped.append(str(exc))
+            continue  # unusable files are skipped (and counted) rather than failing the whole folder
         labels.append(label)
     if len(images) < 4:
-        raise DatasetError(f"{path} has fewer than 4 readable images.")
+        why = f" ({skipped[0]})" if skipped else ""
+        raise DatasetError(f"{path} has fewer than 4 readable images{why}.")
     x = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy())
     y = torch.tensor(labels, dtype=torch.int64)
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(y)))
@@ -415,16 +501,17 @@ def image_folder(
     te, tr = perm[:n_test], perm[n_test:]
     mean = tuple(float(m) for m in x.float().div(255).mean((0, 2, 3)))
     std = tuple(max(float(s), 1e-3) for s in x.float().div(255).std((0, 2, 3)))
+    note = f"; {len(skipped)} file(s) skipped, e.g. {skipped[0]}" if skipped else ""
     return ImageDataset(
         "folder",
         x[tr],
         y[tr],
         x[te],
         y[te],
-        tuple(folder.classes),
+        tuple(classes),
         mean,
         std,
-        description=f"images from {path}",
+        description=f"images from {path}{note}",
     )
 
 

@@ -6,6 +6,8 @@ import csv
 import io
 from collections.abc import Sequence
 
+from resviz.text import csv_cell
+
 
 def to_csv(rows: Sequence[dict[str, object]]) -> str:
     """CSV text with a header row taken from the first record (empty string for no rows)."""
@@ -14,5 +16,6 @@ def to_csv(rows: Sequence[dict[str, object]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    # Titles, file and class names reach these cells: none may become a spreadsheet formula.
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()

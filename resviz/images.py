@@ -122,13 +122,25 @@ def decode_image(
         ImageError: one sentence saying what is wrong with the file.
     """
     _check_file_size(data, name, max_bytes)
+    try:
+        return _decode(data, name, max_pixels)
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise anything on damaged data: IndexError, struct.error...
+        raise ImageError(
+            f"{name} could not be decoded; the file looks damaged ({type(exc).__name__})."
+        ) from exc
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> LoadedImage:
+    """:func:`decode_image` after the size check; any error but ImageError is a damaged file."""
     notes: list[str] = []
     with warnings.catch_warnings():
         # Our own pixel limit is checked below; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         im = _open_header(data, name)
         _check_dimensions(im, name, max_pixels)
-        _seek_first_frame(im, notes)
+        _seek_first_frame(im, name, notes)
         full = im.size
         target = kept_size(*full)
         if target is not None and im.format == "JPEG":
@@ -225,11 +237,16 @@ def _check_dimensions(im: Image.Image, name: str, max_pixels: int) -> None:
         )
 
 
-def _seek_first_frame(im: Image.Image, notes: list[str]) -> None:
+def _seek_first_frame(im: Image.Image, name: str, notes: list[str]) -> None:
     """Keep the first frame of an animation or multi-page file, and say so."""
-    frames = getattr(im, "n_frames", 1)
+    try:
+        # Counting frames walks the whole file: a cut multi-page TIFF fails here, not at open.
+        frames = int(getattr(im, "n_frames", 1))
+        if frames > 1:
+            im.seek(0)
+    except Exception as exc:
+        raise ImageError(f"{name} is truncated or corrupt: its frames could not be read.") from exc
     if frames > 1:
-        im.seek(0)
         animated = {"GIF": "an animated GIF", "WEBP": "an animated WebP", "PNG": "an animated PNG"}
         what = animated.get(im.format or "", f"a multi-page {im.format} file")
         notes.append(f"first frame of {what} ({frames} frames)")

@@ -63,6 +63,7 @@ class RunInfo:
     group: str = ""  # the training session: runs trained side by side share it
     title: str = ""  # a name the user gave the run
     bundled: bool = False  # ships with resviz: read-only
+    owner: str = ""  # resviz.sharing.owner_token of the browser session that trained it ("" : none)
 
     @property
     def id(self) -> str:
@@ -115,6 +116,7 @@ def save_run(
     group: str | None = None,
     folder: str | None = None,
     fp16: bool = False,
+    owner: str = "",
 ) -> Path:
     """Save a trained model and its metadata in a new folder under ``root``; return the folder.
 
@@ -122,6 +124,7 @@ def save_run(
         group: the training session's id, shared by the models trained side by side.
         folder: the folder's name (default: time, dataset, variant and seed); must be new.
         fp16: store the weights as float16 safetensors (what the bundled runs ship), not a float32 ``.pt``.
+        owner: the token of the browser session that trained it (:func:`resviz.sharing.owner_token`).
 
     The folder is written under a temporary name and renamed at the end, so :func:`list_runs`
     never sees half a run.
@@ -130,6 +133,8 @@ def save_run(
     meta = trained.metadata()
     meta["created"] = time.strftime("%Y-%m-%d %H:%M")
     meta["group"] = group or uuid.uuid4().hex[:12]
+    if owner:
+        meta["owner"] = owner
     slug = folder or re.sub(
         r"[^A-Za-z0-9_.-]+",
         "-",
@@ -216,6 +221,9 @@ def scan_runs(
         for folder in sorted(r.iterdir()) if r.is_dir() else ():
             if not folder.is_dir() or folder.name.startswith("."):
                 continue
+            if _outside(folder, r):  # a link to a run elsewhere: listing it would let it be changed
+                unreadable.append(folder)
+                continue
             info = _read_info(folder, bundled=r == BUNDLED_DIR)
             if info is None:
                 unreadable.append(folder)
@@ -272,6 +280,16 @@ def delete_run(info: RunInfo) -> None:
 def _refuse_bundled(info: RunInfo, what: str) -> None:
     if info.bundled or info.path.resolve().is_relative_to(BUNDLED_DIR.resolve()):
         raise ResvizError(f"{info.id} ships with resviz and cannot be {what}.")
+    if _outside(info.path, info.path.parent):
+        raise ResvizError(f"{info.id} is a link to a folder outside the runs folder and cannot be {what}.")
+
+
+def _outside(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` is a symlink, or resolves outside ``root`` (what rename or delete would touch)."""
+    try:
+        return folder.is_symlink() or folder.resolve().parent != root.resolve()
+    except OSError:
+        return True
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -303,6 +321,7 @@ def _read_info(folder: Path, *, bundled: bool) -> RunInfo | None:
             group=str(meta.get("group", "")),
             title=str(meta.get("title", "")),
             bundled=bundled,
+            owner=str(meta.get("owner", "")),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # a foreign or damaged folder is not a run
@@ -335,7 +354,7 @@ def load_run(path: str | os.PathLike[str]) -> LoadedModel:
         CheckpointError: the folder is not a run, or its weights do not fit its config.
     """
     from resviz.models import ResNetConfig, create_model
-    from resviz.models.weights import LoadedModel, _load_strict, _read_state_dict
+    from resviz.models.weights import LoadedModel, _load_strict, _read_state_dict, check_shapes
     from resviz.preprocessing import Preprocessing
 
     path = Path(path)
@@ -354,6 +373,7 @@ def load_run(path: str | os.PathLike[str]) -> LoadedModel:
     except OSError as exc:
         raise CheckpointError(f"{path.name}'s weights could not be read ({exc.strerror}).") from exc
     state = _read_state_dict(data, where)  # weights_only: a pickle that would run code is refused
+    check_shapes(config, state, where, label="its saved configuration")  # before allocating anything
     model = create_model(config)
     _load_strict(model, state, where, label="its saved configuration")
     names = meta.get("class_names")

@@ -315,7 +315,7 @@ def test_cli_json(capsys):
         (["--methods", "gradcam,nope"], "Unknown method"),
         (["--n", "0"], "--n must be at least 1"),
         (["--road-percentiles", "a,b"], "comma-separated"),
-        (["--steps", "0"], "at least one step"),
+        (["--steps", "0"], "--steps must be at least 1"),
         (["--model", "resnet8", "--data", "digits"], "channel"),
     ],
 )

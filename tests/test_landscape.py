@@ -290,8 +290,8 @@ def test_figures_share_one_colour_range(data):
     ("args", "message"),
     [
         (["--model", "resnet21", "--data", "digits"], "Unknown model 'resnet21'"),
-        (["--model", "resnet8", "--data", "digits", "--grid", "1"], "grid of at least 2"),
-        (["--model", "resnet8", "--data", "digits", "--range", "0"], "range must be a positive number"),
+        (["--model", "resnet8", "--data", "digits", "--grid", "1"], "--grid must be at least 2"),
+        (["--model", "resnet8", "--data", "digits", "--range", "0"], "--range must be above 0"),
         (["--model", "resnet8"], "no held-out set"),
     ],
 )

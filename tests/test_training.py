@@ -307,9 +307,10 @@ def test_cli_data_picks_its_preset_and_bad_numbers_are_usage_errors(capsys):
     assert train_cmd.build_config(parser.parse_args(["--widths", "4, 8,8"])).widths == (4, 8, 8)
     from resviz.cli import main
 
-    for bad in (["--widths", "8,x"], ["--steps", "0"], ["--size", "24"]):
+    for bad in (["--widths", "8,x"], ["--size", "24"]):
         with pytest.raises(SystemExit) as exit_:
             main(["train", *bad, "--no-save"])
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert "Traceback" not in err and "error:" in err
+    assert main(["train", "--steps", "0", "--no-save"]) == 2  # a bound: one sentence (tests/test_bounds.py)

@@ -29,6 +29,7 @@ from resviz.images import (
     load_sample,
     sample_images,
 )
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def _keep_uploads(
                 new_digests.append(upload.digest)
             seen[f.file_id] = outcome
         if outcome[0] == "error":
-            st.error(outcome[1])
+            st.error(markdown_text(outcome[1]))
     return new_digests
 
 
@@ -242,7 +243,7 @@ def _load_chosen(chosen: list[str], uploads: dict[str, Upload | LoadedImage]) ->
         source = uploads.get(lab)
         image = decoded(source) if isinstance(source, Upload) else source or load_sample(lab)
         if image.notes:
-            st.caption(f"{image.name}: {'; '.join(image.notes)}.")
+            st.caption(markdown_text(f"{image.name}: {'; '.join(image.notes)}."))
         images.append(image)
     return images
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from resviz.models import get_spec, list_models, twin_name
+from resviz.text import markdown_text  # run titles, file names: shown as text, never markup
 from ui import state
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ def render_model_picker() -> ModelChoice:
     # the variant and plain-twin widgets do not apply, so they are greyed out rather than ignored.
     using_run = bool(runs) and st.session_state.get(state.MODEL_WEIGHTS) == "run"
     with st.sidebar:
+        from ui.sharing import current
+
+        if notice := current().notice:  # one line on every page while the server is shared
+            st.info(notice)
         st.subheader("Model")
         name = st.selectbox(
             "Variant",
@@ -127,23 +133,33 @@ def _checkpoint_widget() -> str | None:
     kept = st.session_state.get(state.CHECKPOINT_FILE)
     if kept is None:
         return None
-    st.caption(f"Using {kept[0]}")
+    st.caption(f"Using {markdown_text(kept[0])}")
     return hashlib.sha256(kept[1]).hexdigest()[:16]
 
 
 def _run_widget(runs: list) -> tuple[str, str]:
     """The run picker, keyed by folder (unique); returns (folder, the run's variant)."""
     labels = {str(r.path): r for r in runs}
-    if st.session_state.get(state.TRAIN_RUN) not in labels:
+    picked = st.session_state.get(state.TRAIN_RUN)
+    gone = picked is not None and picked not in labels
+    if gone or picked is None:
         st.session_state[state.TRAIN_RUN] = next(iter(labels))
+    if gone:  # deleted elsewhere (another visitor, the CLI): keep saying so until another run is picked
+        st.session_state[state.RUN_GONE] = (Path(picked).name, st.session_state[state.TRAIN_RUN])
     run_path = st.selectbox(
         "Run", list(labels), key=state.TRAIN_RUN, format_func=lambda p: labels[p].short_label
     )
     run = labels[run_path]
     origin = "bundled demo, trained by `make demo-weights`" if run.bundled else "saved by the Training Lab"
+    gone_name, instead = st.session_state.get(state.RUN_GONE) or (None, None)
+    if gone_name is not None and instead == run_path:
+        st.warning(
+            f"The run you had open ({markdown_text(gone_name)}) was deleted; "
+            f"now showing {markdown_text(run.short_label)}."
+        )
     st.caption(
-        f"{run.label}. Using the run's own model, **{run.name}** ({origin}; the variant above does "
-        "not apply)."
+        f"{markdown_text(run.label)}. Using the run's own model, **{markdown_text(run.name)}** "
+        f"({origin}; the variant above does not apply)."
     )
     return run_path, run.name
 
@@ -294,14 +310,14 @@ def current_choice() -> ModelChoice:
 def show_model_banner(loaded: LoadedModel) -> None:
     """Say plainly what the weights are, above any result that depends on them."""
     if loaded.notice:
-        st.warning(loaded.notice)
+        st.warning(markdown_text(loaded.notice))
     if not loaded.trained:
         st.info(
-            f"**{loaded.name}** is untrained (random weights): its outputs show structure, not "
-            f"knowledge. For a trained network pick {_trained_choices(loaded)} in the sidebar."
+            f"**{markdown_text(loaded.name)}** is untrained (random weights): its outputs show structure, "
+            f"not knowledge. For a trained network pick {_trained_choices(loaded)} in the sidebar."
         )
     else:
-        st.caption(f"{loaded.name} · weights: {loaded.source}")
+        st.caption(f"{markdown_text(loaded.name)} · weights: {markdown_text(loaded.source)}")
 
 
 def _trained_choices(loaded: LoadedModel) -> str:

@@ -159,3 +159,38 @@ CPU_MACS_PER_S = 5e9
 def cost(macs: float) -> str:
     """``"about 12 GMAC, roughly 3 s on a 2-core CPU"``."""
     return f"about {macs / 1e9:.0f} GMAC, roughly {max(1.0, macs / CPU_MACS_PER_S):.0f} s on a 2-core CPU"
+
+
+class StopOnRerun:
+    """A click on Stop as the library's ``should_stop``, so that a stopped run returns what it has.
+
+    A click reruns the script, and Streamlit interrupts the running one by raising from its next
+    ``st`` call (the progress bar): that unwound the analysis and lost every point measured. Wrapped
+    by :meth:`progress`, the interruption is held instead, :meth:`should_stop` turns True, the
+    analysis returns its partial result, and :meth:`resume` raises the held interruption once that
+    result is kept, so the rerun (and Stop's callback) happen as before.
+    """
+
+    def __init__(self) -> None:
+        self._held: BaseException | None = None
+
+    def progress(self, update: Callable[..., None]) -> Callable[..., None]:
+        from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+        def guarded(*args: Any) -> None:
+            if self._held is not None:
+                return
+            try:
+                update(*args)
+            except ScriptControlException as exc:  # a rerun or stop request: finish, then honour it
+                self._held = exc
+
+        return guarded
+
+    def should_stop(self) -> bool:
+        return self._held is not None
+
+    def resume(self) -> None:
+        """Raise the held interruption, if any (after the partial result is stored)."""
+        if self._held is not None:
+            raise self._held

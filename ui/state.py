@@ -169,6 +169,13 @@ TRAIN_METRIC = "train_metric"  # selectbox: key of resviz.plots.training.METRICS
 TRAIN_JOB = "train_job"  # resviz.training.TrainingJob of this session (its own models)
 TRAIN_LIVE = "train_live"  # bool: the last full run saw the job running (its end reruns the app)
 TRAIN_RUN = "train_run"  # the sidebar's saved-run selectbox (ui.models), a run folder path
+RUN_GONE = "run_gone"  # (deleted run's id, the run shown instead): the sidebar says so (ui.models)
+SESSION_ID = "session_id"  # this browser session's id (ui.sharing): owns the runs and jobs it starts
+RUNS_CONFIRM = "runs_confirm"  # the id of the run whose Delete awaits confirmation (pages/runs.py)
+LAND_PARTIAL = (
+    "land_partial"  # (request, TwinLandscape) a Stop cut short: shown, not cached (ui.sections.landscape)
+)
+FAITH_PARTIAL = "faith_partial"  # (request, FaithfulnessReport) a Stop cut short (ui.sections.faithfulness)
 TRAIN_CURVES_CHART = "train_curves_chart"  # plotly chart of the live curves
 TRAIN_FINAL_CHART = "train_final_chart"  # plotly chart: final training error per model
 TRAIN_POINTING_CHART = "train_pointing_chart"  # plotly chart: Grad-CAM pointing game per model

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from resviz.commands import _bounds
+
 NAME = "cam"
 HELP = "Grad-CAM (or another attribution method) for image files: overlay PNG and raw map per image."
 ORDER = 50
@@ -44,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="grid columns: the model with and without shortcuts (same weights)",
     )
     parser.add_argument("--target", help="class index or exact class name (default: the predicted class)")
-    parser.add_argument("--opacity", type=float, default=0.5, help="of the map over the image (0-1)")
+    parser.add_argument(
+        "--opacity", type=_bounds.real("--opacity", 0, 1), default=0.5, help="of the map over the image (0-1)"
+    )
     parser.add_argument("--colormap", default="Jet", help="a plotly colorscale name (default: Jet)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
 

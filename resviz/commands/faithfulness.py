@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from resviz.datasets import ImageDataset
     from resviz.models.weights import LoadedModel
 
+from resviz.commands import _bounds
+
 NAME = "faithfulness"
 HELP = (
     "Deletion/insertion AUC, ROAD and the pointing game of attribution methods, "
@@ -37,10 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=DATASETS,
         help="held-out images of this built-in dataset (default: the run's own, else shapes)",
     )
-    parser.add_argument("--n", type=int, default=64, help="held-out images (default: 64)")
+    parser.add_argument("--n", type=_bounds.count("--n"), default=64, help="held-out images (default: 64)")
     parser.add_argument("--layer", help="layer of the CAM methods (default: the last stage)")
     parser.add_argument("--target", choices=["label", "predicted"], default="label", help="class to explain")
-    parser.add_argument("--steps", type=int, help="deletion/insertion steps (default: 10)")
+    parser.add_argument(
+        "--steps",
+        type=_bounds.count("--steps", 1, _bounds.MAX_STEPS),
+        help="deletion/insertion steps (default: 10)",
+    )
     parser.add_argument(
         "--road-percentiles", help="comma-separated ROAD thresholds in percent (default: 20,40,60,80)"
     )
@@ -48,7 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    out.add_argument("--csv", metavar="FILE", help="write the table to FILE ('-' for stdout)")
+    out.add_argument(
+        "--csv",
+        type=_bounds.output_file(stdout=True),
+        metavar="FILE",
+        help="write the table to FILE ('-' for stdout)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     data = _data(loaded, args.data, args.n)
     pair = model_pair(loaded)
     x = data.normalize(data.x_test)
+    # Each method keeps a map per image and scores every deletion/insertion step of every image:
+    # refuse a set whose float32 copies would not fit, before the first forward pass.
+    per_image = x[0].numel() * 4 * (steps + 2) * len(methods) * 2  # both nets
+    _bounds.check_memory(len(x) * per_image, f"Faithfulness on {len(x)} images with {steps} steps")
     masks = data.masks_test.numpy() if data.masks_test is not None else None
     report = evaluate(
         [(pair.residual.name, pair.residual.model), (pair.plain.name, pair.plain.model)],

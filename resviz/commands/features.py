@@ -7,11 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from resviz.commands import _bounds
 from resviz.errors import ResvizError
 
 NAME = "features"
 HELP = "Save the feature maps of one layer for an image as a PNG grid (and the activations as .npz)."
 ORDER = 30
+
+
+def _out_file(text: str) -> Path:
+    """An output file; its folder may be missing (created at the end), but must be creatable."""
+    return Path(_bounds.output_file(parents=True)(text))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--top-k", type=int, default=None, help="the K most active channels (default: all, up to 64)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="PNG file to write the grid to")
-    parser.add_argument("--npz", type=Path, default=None, help="also save the layer's activations here")
-    parser.add_argument("--max-mb", type=float, default=2048, help="refuse captures larger than this")
+    parser.add_argument("--out", type=_out_file, required=True, help="PNG file to write the grid to")
+    parser.add_argument("--npz", type=_out_file, default=None, help="also save the layer's activations here")
+    parser.add_argument(
+        "--max-mb",
+        type=_bounds.real("--max-mb", 0, _bounds.MAX_MB, above_lo=True),
+        default=2048,
+        help="refuse captures larger than this",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from resviz.analysis.twin_training import TrainingRun
     from resviz.analysis.twins import TwinSettings
 
+from resviz.commands import _bounds
+
 NAME = "gradflow"
 HELP = "Gradient norms per layer of a ResNet and its plain twin (same seed, same batch)."
 ORDER = 40
@@ -39,8 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the batch comes from",
     )
     parser.add_argument("--labels", choices=["random", "true"], default="random")
-    parser.add_argument("--batch", type=int, default=32, help="batch size")
-    parser.add_argument("--size", type=int, default=32, help="input height and width")
+    parser.add_argument(
+        "--batch", type=_bounds.count("--batch", 1, _bounds.MAX_BATCH), default=32, help="batch size"
+    )
+    parser.add_argument(
+        "--size", type=_bounds.count("--size", 8, _bounds.MAX_SIDE), default=32, help="input height and width"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--steps",
@@ -54,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     out.add_argument(
         "--csv",
+        type=_bounds.output_file(stdout=True),
         metavar="FILE",
         help="write the per-layer table to FILE ('-' for stdout); with --steps, the per-step table "
         "goes to FILE with _training before its suffix (after a blank line on stdout)",

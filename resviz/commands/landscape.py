@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from resviz.commands import _bounds
+
 NAME = "landscape"
 HELP = "Loss landscape around a model's weights along filter-normalized random directions (2D grid)."
 ORDER = 70
@@ -33,23 +35,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", choices=["shapes", "digits"], help="dataset, for weights that are not a run"
     )
-    parser.add_argument("--grid", type=int, default=21, help="grid points a side (default 21)")
-    parser.add_argument("--range", type=float, default=1.0, dest="span", help="α, β in [-R, R] (default 1)")
+    parser.add_argument(
+        "--grid",
+        type=_bounds.count("--grid", 2, _bounds.MAX_GRID),
+        default=21,
+        help="grid points a side (default 21)",
+    )
+    parser.add_argument(
+        "--range",
+        type=_bounds.real("--range", 0, 100, above_lo=True),
+        default=1.0,
+        dest="span",
+        help="α, β in [-R, R] (default 1)",
+    )
     parser.add_argument(
         "--n",
         "--images",
-        type=int,
+        type=_bounds.count("--n", 1, _bounds.MAX_IMAGES),
         default=100,
         dest="n",
         help="held-out images to evaluate on (default 100, as on the page); under torchrun write --images: "
         "torchrun's own parser takes --n for an abbreviation of its options",
     )
-    parser.add_argument("--seeds", default="0,1", help="seeds of the two directions (default 0,1)")
+    parser.add_argument(
+        "--seeds", type=_bounds.seed_pair, default=(0, 1), help="seeds of the two directions (default 0,1)"
+    )
     parser.add_argument("--method", choices=["auto", "loop", "vmap"], default="auto")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="the grid and its summary as JSON on stdout")
-    out.add_argument("--npz", metavar="FILE", help="write alpha, beta, loss, accuracy to FILE")
+    out.add_argument(
+        "--npz",
+        type=_bounds.output_file(".npz"),
+        metavar="FILE",
+        help="write alpha, beta, loss, accuracy to FILE",
+    )
 
 
 def _inputs(args: argparse.Namespace, device: str):  # -> (LoadedModel, x, y)
@@ -86,16 +106,6 @@ def _inputs(args: argparse.Namespace, device: str):  # -> (LoadedModel, x, y)
     return loaded, x, y
 
 
-def _seeds(text: str) -> tuple[int, int]:
-    from resviz.errors import ConfigError
-
-    try:
-        a, b = (int(s) for s in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--seeds takes two whole numbers like 0,1, not {text!r}.") from None
-    return a, b
-
-
 def _gather(loss: np.ndarray, acc: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
     """Every process's share summed into one grid (each point was evaluated by exactly one)."""
     import torch
@@ -122,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     grid_coords(args.grid, args.span)  # bad sizes fail before anything is loaded
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, not {args.n}.")
-    seeds = _seeds(args.seeds)
+    seeds = args.seeds
     rank, world, device = _init_distributed(args.device)
     try:
         configure_cpu_threads()

@@ -12,6 +12,8 @@ from resviz.stats import rate_of
 if TYPE_CHECKING:
     from resviz.analysis.lesion import LesionStudy
 
+from resviz.commands import _bounds
+
 NAME = "lesion"
 HELP = "Lesion study (Veit et al. 2016): error after deleting or swapping blocks, ResNet against plain twin."
 ORDER = 60
@@ -37,12 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["shapes", "digits"],
         help="the held-out set to judge on (default: the run's own; it must be the run's own)",
     )
-    parser.add_argument("--images", type=int, default=500, help="held-out images to evaluate on")
+    parser.add_argument(
+        "--images", type=_bounds.count("--images"), default=500, help="held-out images to evaluate on"
+    )
     parser.add_argument("--k", type=int_list, default=(1, 2, 4, 6, 8, 10), help="numbers of deleted blocks")
     parser.add_argument("--swaps", type=int_list, default=(1, 2, 4, 6), help="numbers of swapped pairs")
-    parser.add_argument("--draws", type=int, default=5, help="random draws per number")
+    parser.add_argument(
+        "--draws",
+        type=_bounds.count("--draws", 1, _bounds.MAX_DRAWS),
+        default=5,
+        help="random draws per number",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=250, help="images per forward pass")
+    parser.add_argument(
+        "--batch",
+        type=_bounds.count("--batch", 1, _bounds.MAX_BATCH),
+        default=250,
+        help="images per forward pass",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 

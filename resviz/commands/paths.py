@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from resviz.commands import _bounds
+
 NAME = "paths"
 HELP = (
     "Paths (Veit et al. 2016): path-length distribution and gradient per path length, trained and untrained."
@@ -16,8 +18,18 @@ ORDER = 61
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a registered residual variant (a run brings its own)")
     parser.add_argument("--weights", default="random", help="random, imagenet, a checkpoint or a run folder")
-    parser.add_argument("--samples", type=int, default=8, help="sampled paths per length")
-    parser.add_argument("--batch", type=int, default=16, help="images in the forward pass")
+    parser.add_argument(
+        "--samples",
+        type=_bounds.count("--samples", 1, _bounds.MAX_DRAWS),
+        default=8,
+        help="sampled paths per length",
+    )
+    parser.add_argument(
+        "--batch",
+        type=_bounds.count("--batch", 1, _bounds.MAX_BATCH),
+        default=16,
+        help="images in the forward pass",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--coverage", type=float, default=0.9, help="share of the gradient the effective range holds"

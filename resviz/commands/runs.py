@@ -34,8 +34,10 @@ def run_record(info) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from resviz.errors import ResvizError
-    from resviz.runs import delete_run, find_run, read_metadata, rename_run, scan_runs
+    from resviz.runs import clean_partial_runs, delete_run, find_run, read_metadata, rename_run, scan_runs
+    from resviz.text import one_line
 
+    clean_partial_runs(args.dir)  # half-written folders a killed process left (as the Runs page does)
     if args.action == "list":
         runs, unreadable = scan_runs(args.dir)
         if args.json:
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_table(runs)
         for path in unreadable:
-            print(f"note: {path} is not a readable run (skipped)", file=__import__("sys").stderr)
+            print(f"note: {one_line(path)} is not a readable run (skipped)", file=__import__("sys").stderr)
         return 0
     if not args.run:
         raise ResvizError(f"Name the run to {args.action}: `python -m resviz runs list` shows their ids.")
@@ -59,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "rename":
         if not args.title:
             raise ResvizError("Give the new title: `python -m resviz runs rename RUN TITLE`.")
-        print(rename_run(info, args.title).label)
+        print(one_line(rename_run(info, args.title).label))
     else:
         delete_run(info)
-        print(f"deleted {info.id}")
+        print(f"deleted {one_line(info.id)}")
     return 0
 
 
@@ -71,6 +73,8 @@ def _pct(x: float | None) -> str:
 
 
 def _print_table(runs) -> None:
+    from resviz.text import one_line
+
     if not runs:
         print("No saved runs yet: train some with `python -m resviz train`.")
         return
@@ -80,11 +84,14 @@ def _print_table(runs) -> None:
     for r in runs:
         note = " (bundled)" if r.bundled else (" (stopped early)" if r.stopped_early else "")
         print(
-            f"{r.id:<{width}}  {r.name:<10} {r.dataset:<8} {r.steps:>6} {_pct(r.train_error):>7} "
+            f"{one_line(r.id):<{width}}  {one_line(r.name):<10} {one_line(r.dataset):<8} {r.steps:>6} "
+            f"{_pct(r.train_error):>7} "
             f"{_pct(r.test_error):>10} {_pct(r.pointing_game):>10}{note}"
         )
 
 
 def _describe(record: dict[str, object]) -> str:
+    from resviz.text import one_line
+
     keys = ("id", "label", "name", "dataset", "steps", "train_error", "test_error", "pointing_game", "path")
-    return "\n".join(f"{k:>14}: {record[k]}" for k in keys)
+    return "\n".join(f"{k:>14}: {one_line(record[k])}" for k in keys)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from resviz.commands import _bounds
 from resviz.models import get_spec, twin_name
 
 NAME = "summary"
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain", action="store_true", help="summarize the plain twin instead")
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=_bounds.count("--input-size", 8, _bounds.MAX_SIDE),
         default=None,
         metavar="N",
         help="input height = width (default: 224 for ImageNet nets, 32 for CIFAR)",
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     name = twin_name(args.name) if args.plain else args.name
     spec = get_spec(name)
-    size = args.input_size or (224 if spec.config.stem == "imagenet" else 32)
+    size = args.input_size if args.input_size is not None else (224 if spec.config.stem == "imagenet" else 32)
     if size < 8 or size > 4096:
         raise ConfigError(f"--input-size must be between 8 and 4096 pixels, not {size}.")
     s = summarize(name, size)

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from resviz.commands import _bounds
 from resviz.datasets import DATASETS
 
 NAME = "train"
@@ -34,18 +35,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10/MNIST")
     parser.add_argument("--models", help="comma-separated names, e.g. plain20,plain56,resnet20,resnet56")
     parser.add_argument("--size", type=int, choices=(16, 32), help="image side for --data shapes or folder")
-    parser.add_argument("--steps", type=_positive, help="SGD steps")
-    parser.add_argument("--batch-size", type=_positive, help="global batch (split over processes)")
+    parser.add_argument(
+        "--steps", type=_bounds.count("--steps", 1, _bounds.MAX_TRAIN_STEPS), help="SGD steps"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_bounds.count("--batch-size", 1, _bounds.MAX_TRAIN_BATCH),
+        help="global batch (split over processes)",
+    )
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--widths", type=_widths, help="stage widths, e.g. 8,16,32 (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=int, help="steps between evaluations")
+    parser.add_argument(
+        "--eval-every",
+        type=_bounds.count("--eval-every", 1, _bounds.MAX_TRAIN_STEPS),
+        help="steps between evaluations",
+    )
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    parser.add_argument("--threads", type=int, help="CPU threads per process")
+    parser.add_argument("--threads", type=_bounds.threads, help="CPU threads per process")
     parser.add_argument("--out", help="runs folder (default: $RESVIZ_RUNS_DIR or ~/.cache/resviz/runs)")
     parser.add_argument("--no-save", action="store_true", help="do not save the trained models")
     parser.add_argument(
         "--bundle",
+        type=_bounds.name("--bundle"),
         metavar="NAME",
         help="save as a bundled run: float16 safetensors in folders NAME-<model>, one group NAME "
         "(how resviz/bundled/runs is made: `make demo-weights`)",
@@ -83,8 +95,9 @@ def build_config(args: argparse.Namespace):
         changes["dataset"] = args.data
     if args.data_root:
         changes["data_root"] = args.data_root
-    if args.download:
-        changes["download"] = True
+    # Always set: the paper preset (picked by --data cifar10) downloads by default, and a command
+    # line without --download must not reach the network.
+    changes["download"] = bool(args.download)
     if args.models:
         changes["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
     if args.size:
@@ -125,11 +138,12 @@ def _init_distributed(device: str) -> tuple[int, int, str]:
 
 def run(args: argparse.Namespace) -> int:
     from resviz.device import configure_cpu_threads
-    from resviz.runs import check_writable
+    from resviz.runs import check_writable, clean_partial_runs
     from resviz.training import Trainer, summary_rows
 
     if not args.no_save:
         check_writable(args.out)  # a read-only or wrong --out is said now, not after training
+        clean_partial_runs(args.out)  # half-written folders a killed run left behind
     rank, world, device = _init_distributed(args.device)
     try:
         configure_cpu_threads(args.threads)

@@ -30,6 +30,15 @@ SHORTCUTS: dict[str, str] = {
 INITS: tuple[str, ...] = ("kaiming", "xavier", "default")
 
 
+# Hard caps, checked before anything is built: a checkpoint or run.json declaring a million classes
+# (an 88-byte file can) would otherwise make the server allocate gigabytes. Each is well above any
+# real network: ImageNet-21k has 21,843 classes, the paper's deepest net (ResNet-1202) 600 blocks.
+MAX_CLASSES = 25_000
+MAX_IN_CHANNELS = 16  # images have 1, 3 or 4 channels
+MAX_BLOCKS = 1_000  # summed over the stages
+MAX_WIDTH = 8_192  # a stage's or the stem's width, a group count, a group's width
+
+
 @dataclass(frozen=True)
 class StageInfo:
     """One stage of a ResNet, as timm's ``feature_info`` describes it.
@@ -148,6 +157,18 @@ class ResNetConfig:
             raise ConfigError("Widths must be positive.")
         if self.num_classes < 1 or self.in_channels < 1:
             raise ConfigError("num_classes and in_channels must be positive.")
+        if self.num_classes > MAX_CLASSES:
+            raise ConfigError(
+                f"{self.num_classes} classes is more than resviz builds (at most {MAX_CLASSES})."
+            )
+        if self.in_channels > MAX_IN_CHANNELS:
+            raise ConfigError(
+                f"{self.in_channels} input channels is more than resviz builds (at most {MAX_IN_CHANNELS})."
+            )
+        if sum(self.layers) > MAX_BLOCKS:
+            raise ConfigError(f"{sum(self.layers)} blocks is more than resviz builds (at most {MAX_BLOCKS}).")
+        if max(*self.widths, self.stem_width, self.groups, self.width_per_group) > MAX_WIDTH:
+            raise ConfigError(f"A width or group count over {MAX_WIDTH} is more than resviz builds.")
         if self.groups < 1 or self.width_per_group < 1:
             raise ConfigError("groups and width_per_group must be positive.")
         if self.block == "basic" and (self.groups != 1 or self.width_per_group != 64):

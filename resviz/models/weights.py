@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from resviz.errors import CheckpointError, ResvizError, UnknownModelError, WeightsUnavailableError
+from resviz.errors import (
+    CheckpointError,
+    ConfigError,
+    ResvizError,
+    UnknownModelError,
+    WeightsUnavailableError,
+)
 from resviz.models.config import ResNetConfig
 from resviz.models.registry import create_model, get_config, get_spec, list_models
 from resviz.preprocessing import Preprocessing, for_config, from_torchvision
@@ -259,7 +265,12 @@ def load_checkpoint(
     conv1 = state.get("conv1.weight")
     if isinstance(conv1, torch.Tensor) and conv1.ndim == 4:
         knobs["in_channels"] = int(conv1.shape[1])
-    model = create_model(config, **knobs)
+    try:
+        config = config.replace(**knobs)
+    except ConfigError as exc:  # a shape past the caps: refused before anything is built
+        raise CheckpointError(f"{filename} does not fit {label}: {exc}") from exc
+    check_shapes(config, state, filename, label=str(label))  # on the meta device: nothing allocated
+    model = create_model(config)
     _load_strict(model, state, filename, label=str(label))
     classes = state.get("_class_names")
     loaded = LoadedModel(
@@ -326,9 +337,31 @@ def _read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix(prefix): v for k, v in obj.items()}
 
 
+def check_shapes(config: ResNetConfig, state: dict, filename: str, label: str | None = None) -> None:
+    """Refuse ``state`` unless every key and shape is what ``config`` builds, before building it.
+
+    The expected shapes come from the model built on the meta device (no memory, no init), so a
+    file that declares a zero-element ``fc.weight`` of a million rows is refused without the
+    server ever allocating the million-class model it implies.
+
+    Raises:
+        CheckpointError: a key missing or unexpected, or a shape that differs, in one sentence.
+    """
+    from resviz.models.resnet import ResNet
+
+    with torch.device("meta"):
+        expected = ResNet(config).state_dict()
+    _refuse_mismatch(expected, state, filename, label)
+
+
 def _load_strict(model: torch.nn.Module, state: dict, filename: str, label: str | None = None) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("_")}
-    expected = model.state_dict()
+    _refuse_mismatch(model.state_dict(), state, filename, label)
+    model.load_state_dict(state, strict=True)
+
+
+def _refuse_mismatch(expected: dict, state: dict, filename: str, label: str | None) -> None:
+    state = {k: v for k, v in state.items() if not k.startswith("_")}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(
@@ -351,7 +384,6 @@ def _load_strict(model: torch.nn.Module, state: dict, filename: str, label: str 
         guesses = guess_variants(state)
         hint = f" It looks like {' or '.join(guesses)}." if guesses else ""
         raise CheckpointError(f"{filename} does not fit {label or 'this model'}: {'; '.join(parts)}.{hint}")
-    model.load_state_dict(state, strict=True)
 
 
 @cache

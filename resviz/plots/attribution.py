@@ -18,6 +18,8 @@ import plotly.graph_objects as go
 from plotly.colors import get_colorscale, sample_colorscale
 from plotly.subplots import make_subplots
 
+from resviz.text import plot_text
+
 COLORMAPS: tuple[str, ...] = ("Jet", "Turbo", "Inferno", "Viridis", "Hot", "RdBu_r", "Greys")
 
 
@@ -161,7 +163,7 @@ def top_k_figure(
     fig = go.Figure(
         go.Bar(
             x=probs[::-1],
-            y=labels[::-1],
+            y=[plot_text(lab) for lab in labels[::-1]],  # class names from a file: text, not markup
             orientation="h",
             marker_color=colors[::-1],
             text=[f"{p:.1%}" for p in probs[::-1]],

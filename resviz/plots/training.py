@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
+from resviz.text import plot_text
+
 if TYPE_CHECKING:
     from resviz.training import TrainingCurves
 
@@ -68,7 +70,8 @@ def training_curves_figure(
             raw = np.asarray(getattr(c, metric))
             y = smooth(raw, max(1, len(raw) // 25)) * (100 if metric == "batch_error" else 1)
             x = c.steps
-        label = c.name if by_name else f"{'plain' if c.plain else 'ResNet'}-{c.depth}"
+        # A run's name carries its user-given title: plotly would render its <a> tags as links.
+        label = plot_text(c.name) if by_name else f"{'plain' if c.plain else 'ResNet'}-{c.depth}"
         fig.add_trace(
             go.Scatter(
                 x=np.asarray(x).tolist(),

@@ -43,6 +43,9 @@ class TrainingJob:
         pointing_game: score Grad-CAM against the object masks when the dataset has them.
         heartbeat_timeout: seconds without :meth:`heartbeat` after which the job stops.
         clock: the time source of the heartbeat (tests pass a fake one).
+        owner: the token of the browser session that started the job.
+        folder_root: where a ``folder`` dataset may be read from; its scan is bounded, reports
+            :attr:`loaded` and obeys :meth:`stop`.
     """
 
     def __init__(
@@ -54,8 +57,13 @@ class TrainingJob:
         pointing_game: bool = True,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         clock: Clock = time.monotonic,
+        owner: str = "",
+        folder_root: Path | None = None,
     ) -> None:
         self.config = config
+        self.owner = owner  # resviz.sharing.owner_token of the session that started it: it alone may stop it
+        self._folder_root = folder_root  # a "folder" dataset must resolve inside it (None: anywhere)
+        self.loaded = (0, 0)  # (files decoded, files found) while a folder loads
         self._dataset = dataset
         self._save = save
         self._clock = clock
@@ -155,9 +163,29 @@ class TrainingJob:
             self.step = trainer.step_index
             self.elapsed = time.perf_counter() - self.started_at
 
+    def _load_folder(self) -> ImageDataset:
+        from resviz.datasets import DatasetError, image_folder
+
+        if not self.config.data_root:
+            raise DatasetError("Give the folder of images (one sub-folder per class).")
+
+        def progress(done: int, total: int) -> None:
+            self.loaded = (done, total)
+
+        return image_folder(
+            self.config.data_root,
+            size=self.config.size or 32,
+            seed=self.config.data_seed,
+            allowed=self._folder_root,
+            progress=progress,
+            stop=self._should_stop,
+        )
+
     def _main(self) -> None:
         try:
             self.status = "loading"
+            if self._dataset is None and self.config.dataset == "folder":
+                self._dataset = self._load_folder()
             trainer = Trainer(self.config, self._dataset)
             self.status = "training"
             trainer.run(self._publish, self._should_stop)
@@ -179,6 +207,9 @@ class TrainingJob:
                 "stopped" if self._stop.is_set() and trainer.step_index < self.config.steps else "done"
             )
         except ResvizError as exc:
+            if self._stop.is_set() and not self.results:  # stopped while the data loaded
+                self.status = "stopped"
+                return
             self.error = str(exc)
             self.status = "failed"
         except Exception as exc:  # a bug: say what, rather than dying silently on a thread
@@ -217,6 +248,8 @@ def start_job(
     pointing_game: bool = True,
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     clock: Clock = time.monotonic,
+    owner: str = "",
+    folder_root: Path | None = None,
 ) -> TrainingJob:
     """Start a :class:`TrainingJob` in the process-wide registry.
 
@@ -236,6 +269,8 @@ def start_job(
             pointing_game=pointing_game,
             heartbeat_timeout=heartbeat_timeout,
             clock=clock,
+            owner=owner,
+            folder_root=folder_root,
         )
         _JOBS.append(job.start())
         return job

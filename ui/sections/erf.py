@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.section_kit import chart, cost, run_controls, run_points
 
@@ -48,7 +49,7 @@ def render() -> None:
         st.divider()
         _sweep(float(mass))
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,7 +117,10 @@ def _sidebar_pair(mass: float) -> None:
         return
     pair = done[0][1]
     maps = (pair.residual, pair.plain)
-    st.caption(f"Measured: {pair.source}. BatchNorm in eval mode with each model's running statistics.")
+    st.caption(
+        f"Measured: {markdown_text(pair.source)}. "
+        "BatchNorm in eval mode with each model's running statistics."
+    )
     cols = st.columns(3)
     cols[0].metric("Theoretical receptive field", f"{pair.residual.theoretical} px")
     for col, m in zip(cols[1:], maps):

@@ -99,6 +99,10 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
         make_x = lambda: _inputs(loaded, source, int(n), images)[0]  # noqa: E731
         _ask(request, *_estimate(request, tuple(percentiles), loaded, make_x))
         if request not in st.session_state.get(state.FAITH_ASKED, set()):
+            partial = st.session_state.get(state.FAITH_PARTIAL)
+            if partial is not None and partial[0] == request:  # a stopped evaluation's rows
+                st.info("Stopped: the rows measured so far are below (blank where not reached).")
+                _show(partial[1])
             return
         x, targets, masks, what = _inputs(loaded, source, int(n), images)
         pair = _pair(model_key, loaded)
@@ -164,8 +168,10 @@ def _ask(request: tuple, seconds: float, n: int) -> None:
 
 def _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, request) -> FaithfulnessReport:
     from resviz.analysis.faithfulness import evaluate
+    from ui.section_kit import StopOnRerun
 
     bar = st.progress(0.0, text="Evaluating…")
+    stop = StopOnRerun()  # a click on Stop ends the evaluation with the rows done so far
 
     def progress(done: int, total: int, text: str) -> None:
         bar.progress(done / total, text=f"{text} done ({done} of {total})")
@@ -181,11 +187,16 @@ def _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, reques
             percentiles=percentiles,
             how=pair.how,
             source=what,
-            progress=progress,
+            progress=stop.progress(progress),
+            should_stop=stop.should_stop,
         )
     finally:
         st.session_state.get(state.FAITH_ASKED, set()).discard(request)
     bar.empty()
+    if stop.should_stop():  # keep the partial report for the rerun that Stop asked for
+        st.session_state[state.FAITH_PARTIAL] = (request, report)
+        stop.resume()
+    st.session_state.pop(state.FAITH_PARTIAL, None)
     return report
 
 

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from resviz.errors import ResvizError
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
-from ui.section_kit import kept_result
+from ui.section_kit import StopOnRerun, kept_result
 
 if TYPE_CHECKING:
     from resviz.analysis.landscape import TwinLandscape
@@ -40,7 +41,7 @@ def render() -> None:
     try:
         loaded = current_model()
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     if not _usable(loaded):
         return
@@ -57,16 +58,23 @@ def render() -> None:
         result = kept_result(
             state.LAND_RESULTS,
             request,
-            lambda: _compute(loaded, grid, span, n, interp),
+            lambda: _compute(loaded, grid, span, n, interp, request),
             asked=asked,
             max_kept=MAX_RESULTS,
         )
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     if result is None:
-        if st.session_state.pop(state.LAND_STOPPED, None) == request:
-            st.info("Stopped; nothing was kept. Press **Run** to start again.")
+        partial = st.session_state.get(state.LAND_PARTIAL)
+        if st.session_state.pop(state.LAND_STOPPED, None) == request and partial and partial[0] == request:
+            st.info(
+                "Stopped: the points measured so far are below (the rest are blank). Press **Run** to redo."
+            )
+            _show(partial[1])
+        elif partial is not None and partial[0] == request:
+            st.info("Stopped earlier: the points measured so far are below. Press **Run** to redo.")
+            _show(partial[1])
         else:
             st.info("Press **Run**: the result is kept for these settings while you visit other pages.")
         return
@@ -86,7 +94,10 @@ def _usable(loaded: LoadedModel) -> bool:
         )
         return False
     if loaded.weights != "run":
-        st.info(f"{loaded.name} ({loaded.source}) comes with no held-out set to measure its loss on. {demo}")
+        st.info(
+            f"{markdown_text(loaded.name)} ({markdown_text(loaded.source)}) comes with no held-out set "
+            f"to measure its loss on. {demo}"
+        )
         return False
     return True
 
@@ -146,7 +157,9 @@ def _stop(request: tuple) -> None:
     st.session_state[state.LAND_STOPPED] = request
 
 
-def _compute(loaded: LoadedModel, grid: int, span: float, n: int, interp: bool) -> TwinLandscape:
+def _compute(
+    loaded: LoadedModel, grid: int, span: float, n: int, interp: bool, request: tuple
+) -> TwinLandscape:
     from resviz.analysis.landscape import evaluation_images, initial_state, twin_landscape
     from resviz.analysis.landscape_eval import EvalOptions
     from resviz.analysis.pairs import held_out, model_pair
@@ -163,6 +176,7 @@ def _compute(loaded: LoadedModel, grid: int, span: float, n: int, interp: bool) 
         )
     st.caption(f"Counterpart: {pair.how}.")
     bar = st.progress(0.0, text="Measuring the loss…")
+    stop = StopOnRerun()
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"{done:,} of {total:,} points")
@@ -177,9 +191,13 @@ def _compute(loaded: LoadedModel, grid: int, span: float, n: int, interp: bool) 
         seeds=SEEDS,
         names=(pair.residual.name, pair.plain.name),
         starts=starts,
-        options=EvalOptions(progress=progress),
+        options=EvalOptions(progress=stop.progress(progress), should_stop=stop.should_stop),
     )
     bar.empty()
+    if stop.should_stop():  # Stop was clicked: keep what the library measured, then let the rerun go
+        st.session_state[state.LAND_PARTIAL] = (request, result)
+        stop.resume()
+    st.session_state.pop(state.LAND_PARTIAL, None)
     return result
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.section_kit import kept_result
 
@@ -46,7 +47,7 @@ def render() -> None:
     try:
         loaded = current_model()
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     missing = no_data_message(loaded)
     if missing:
@@ -61,7 +62,7 @@ def render() -> None:
             state.LESION_RESULTS, key, lambda: _run(loaded, settings), asked=asked, max_kept=MAX_KEPT
         )
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     if study is None:
         st.info("Press **Run the lesion study**; results are kept for this model and these settings.")
@@ -88,7 +89,10 @@ def no_data_message(loaded: LoadedModel) -> str | None:
             f"This run was trained on {dataset}, whose held-out set is not built in: "
             "pick a shapes or digits run."
         )
-    return f"{loaded.source} comes without a held-out set: pick a saved training run (shapes or digits)."
+    return (
+        f"{markdown_text(loaded.source)} comes without a held-out set: "
+        "pick a saved training run (shapes or digits)."
+    )
 
 
 def _settings(loaded: LoadedModel):
@@ -146,7 +150,7 @@ def show(study) -> None:
     from resviz.plots import lesion as lp
 
     res, plain = study.residual, study.plain
-    st.caption(f"On {study.data}. Plain counterpart: {study.how}.")
+    st.caption(f"On {markdown_text(study.data)}. Plain counterpart: {study.how}.")
     m1, m2, m3 = st.columns(3)
     m1.metric(f"{res.model}: intact error", f"{res.intact_error:.1%}")
     m2.metric(f"{plain.model}: intact error", f"{plain.intact_error:.1%}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.section_kit import kept_result
 from ui.sections.lesion import MAX_KEPT, figure_downloads
@@ -40,7 +41,7 @@ def render() -> None:
     try:
         loaded = current_model()
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     c1, c2 = st.columns(2)
     samples = c1.slider("Sampled paths per length", 1, 32, 8, key=state.PATHS_SAMPLES)
@@ -67,7 +68,7 @@ def render() -> None:
             state.PATHS_RESULTS, key, lambda: _run(loaded, settings), asked=asked, max_kept=MAX_KEPT
         )
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
         return
     if study is None:
         st.info("Press **Measure the paths**; results are kept for this model and these settings.")
@@ -100,7 +101,7 @@ def _show(study) -> None:  # type: ignore[no-untyped-def]
     from resviz.plots.paths import paths_figure
 
     profiles = [p for p in (study.untrained, study.trained) if p is not None]
-    st.caption(f"On {study.data}.")
+    st.caption(f"On {markdown_text(study.data)}.")
     cols = st.columns(len(profiles) + 1)
     first = profiles[0]
     cols[0].metric(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.section_kit import chart, cost, run_controls, run_points
 
@@ -39,7 +40,7 @@ def render() -> None:
         st.divider()
         _sidebar_line()
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ def _sidebar_line() -> None:
         st.info("Press **Run** to measure this model and its counterpart.")
         return
     pair = done[0][1]
-    st.caption(f"Measured: {pair.source}; the gradient of {pair.residual.output}.")
+    st.caption(f"Measured: {markdown_text(pair.source)}; the gradient of {pair.residual.output}.")
     m1, m2 = st.columns(2)
     m1.metric(f"{pair.residual.model}: lag-1 autocorrelation", f"{pair.residual.lag1:.3f}")
     m2.metric(f"{pair.plain.model}: lag-1 autocorrelation", f"{pair.plain.lag1:.3f}")

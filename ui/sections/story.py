@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from resviz.text import markdown_text  # user and file text: shown, never markup
 from ui import state
 from ui.section_kit import chart, run_controls, run_points
 
@@ -83,7 +84,7 @@ def render() -> None:
         st.divider()
         _pointers()
     except ResvizError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(exc))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
