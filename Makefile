@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-dev browser-deps run serve test test-all lint format bench gpu-check demo-weights clean
@@ -27,16 +28,19 @@ setup: $(VENV)/.runtime ## create .venv and install the app's requirements
 
 setup-dev: $(VENV)/.dev browser-deps ## setup + test tools + Chromium for the browser tests
 
-browser-deps: ## install Debian's Chromium for the real-browser tests (needs root or sudo)
-	@if [ -x /usr/bin/chromium ]; then :; \
+browser-deps: ## install Debian's Chromium (browser tests) and nginx (make serve); needs root or sudo
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation nginx; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
-	else echo "Chromium is missing and I cannot install it: the browser tests will be skipped."; fi
+		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation nginx; \
+	else echo "Chromium or nginx is missing and I cannot install them: the browser and serve tests will be skipped."; fi
 
 run: setup ## set up and start the app (prints its URL)
 	$(BIN)/python -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+serve: setup ## WORKERS (default: cores) app processes behind nginx on PORT, for many visitors
+	$(BIN)/python deploy/serve.py --workers $(WORKERS) --port $(PORT)
 
 test: setup-dev ## set up and run the test suite (browser tests included; slow ones excluded)
 	$(BIN)/python -m pytest
