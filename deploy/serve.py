@@ -229,7 +229,8 @@ class Serve:
                     self.stop()
                     raise SystemExit(f"worker {w.index} not healthy after {timeout:.0f} s; see {w.log}")
                 time.sleep(0.2)
-        self.proxy = subprocess.Popen(nginx_cmd(self.nginx, conf), cwd=self.run_dir)
+        # Its own session too: Ctrl-C reaches serve.py alone, which stops nginx, then the workers.
+        self.proxy = subprocess.Popen(nginx_cmd(self.nginx, conf), cwd=self.run_dir, start_new_session=True)
         while not self._proxy_up():
             if self.proxy.poll() is not None:
                 self.stop()
