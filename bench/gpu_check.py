@@ -19,7 +19,8 @@ Rows, in order, each with its seconds on the GPU and the peak GPU memory it allo
   speed-up, seconds per training step); the others measure CPU-only code.
 
 Without a CUDA device it prints one line and exits 0 (``--device cpu`` runs the whole table on
-the CPU against itself: a dry run of this script, for its own development). Exit 1 when a row fails.
+the CPU against itself: a dry run of this script, for its own development). Exit 1 when a row
+fails or was not run.
 Stays within ``--budget`` seconds: a step that would start after it is reported as not run.
 """
 
@@ -395,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text, flush=True)
     if args.out:
         Path(args.out).write_text(text + "\n")
-    return 1 if any(r.result == "FAIL" for r in check.rows) else 0
+    # A step left out for time is a finding too: the check is meant to fit in its budget.
+    return 0 if all(r.result == "ok" for r in check.rows) else 1
 
 
 if __name__ == "__main__":
