@@ -204,9 +204,13 @@ class Serve:
         ]
 
     @property
+    def host(self) -> str:
+        """Where this machine reaches the public port ("all addresses" includes the loopback)."""
+        return "127.0.0.1" if self.address in ("0.0.0.0", "::", "[::]") else self.address
+
+    @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.address in ("0.0.0.0", "::", "[::]") else self.address
-        return f"http://{host}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def write_and_check(self) -> Path:
         conf = write_config([w.port for w in self.pool], f"{self.address}:{self.port}", self.run_dir)
@@ -241,7 +245,7 @@ class Serve:
 
     def _proxy_up(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            with socket.create_connection((self.host, self.port), timeout=1):
                 return True
         except OSError:
             return False
