@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-dev browser-deps run test test-all lint format bench demo-weights clean
+.PHONY: help setup setup-dev browser-deps run serve test test-all lint format bench gpu-check demo-weights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -27,16 +28,19 @@ setup: $(VENV)/.runtime ## create .venv and install the app's requirements
 
 setup-dev: $(VENV)/.dev browser-deps ## setup + test tools + Chromium for the browser tests
 
-browser-deps: ## install Debian's Chromium for the real-browser tests (needs root or sudo)
-	@if [ -x /usr/bin/chromium ]; then :; \
+browser-deps: ## install Debian's Chromium (browser tests) and nginx (make serve); needs root or sudo
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation nginx; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
-	else echo "Chromium is missing and I cannot install it: the browser tests will be skipped."; fi
+		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation nginx; \
+	else echo "Chromium or nginx is missing and I cannot install them: the browser and serve tests will be skipped."; fi
 
 run: setup ## set up and start the app (prints its URL)
 	$(BIN)/python -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+serve: setup ## WORKERS (default: cores) app processes behind nginx on PORT, for many visitors
+	$(BIN)/python deploy/serve.py --workers $(WORKERS) --port $(PORT)
 
 test: setup-dev ## set up and run the test suite (browser tests included; slow ones excluded)
 	$(BIN)/python -m pytest
@@ -54,6 +58,9 @@ format: setup-dev ## ruff: fix what can be fixed, then format
 
 bench: setup ## print the benchmark ratios on this machine's device
 	$(BIN)/python bench/run_all.py
+
+gpu-check: setup ## on a CUDA machine: gpu tests, CUDA vs CPU results, AMP, peak memory (one table; skips without one)
+	$(BIN)/python bench/gpu_check.py
 
 demo-weights: setup ## retrain the bundled demo runs in resviz/bundled/runs (shapes, seed 0; minutes on 2 cores)
 	rm -rf resviz/bundled/runs/demo-shapes-*

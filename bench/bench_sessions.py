@@ -1,6 +1,8 @@
 """Many users at once: the app's server time per step for 1 and 8 sessions, its CPU and its memory.
 
     python bench/bench_sessions.py [--sessions 1 8] [--tours 2] [--uploads 2] [--skip-memory]
+    python bench/bench_sessions.py --workers 1 2 --skip-memory   # `make serve` with 1, then 2 workers
+    python bench/bench_sessions.py --url http://127.0.0.1:8501 --skip-memory   # a server already up
 
 It starts the app (``streamlit run app.py``, headless, on a free port) and drives it with a small
 client that speaks Streamlit's own websocket protocol (``/_stcore/stream``: protobuf ``BackMsg`` in,
@@ -17,6 +19,11 @@ Then the memory scenario, on a fresh server: 4 sessions at once each upload ``--
 39.7-megapixel PNGs on Attribution (HTTP PUT to ``/_stcore/upload_file/...``, then a rerun carrying
 the uploader's state), and the server's peak resident memory (``VmHWM``) is printed; the goal is
 under 2.5 GB. Not a test: figures move with the machine's load.
+
+``--workers N [N ...]`` runs the tours through ``make serve``'s stack (deploy/serve.py: N Streamlit
+processes behind nginx) once per N, in one run, and sums the CPU and memory of the workers;
+sessions reach the workers as browsers do, each keeping the affinity cookie of its first request.
+``--url`` drives a server or proxy that is already running (no CPU or memory figures then).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,8 +96,9 @@ def memory_gb(pid: int, what: str = "VmRSS") -> float:
 class Session:
     """One browser tab's worth of protocol: a websocket, the pages, the widgets last drawn."""
 
-    port: int
+    base: str  # http://host:port of the server or the proxy
     ws: object = None
+    cookie: str = ""  # the proxy's affinity cookie: websocket and uploads must reach one worker
     session_id: str = ""
     pages: dict[str, str] = field(default_factory=dict)  # url path ("" for Home) -> script hash
     page: str = ""
@@ -100,11 +109,13 @@ class Session:
     async def connect(self) -> float:
         import websockets
 
+        self.cookie = await asyncio.to_thread(_affinity_cookie, self.base)
         self.ws = await websockets.connect(
-            f"ws://127.0.0.1:{self.port}/_stcore/stream",
+            self.base.replace("http", "ws", 1) + "/_stcore/stream",
             subprotocols=["streamlit"],
             max_size=None,
             ping_interval=None,
+            additional_headers={"Cookie": self.cookie} if self.cookie else None,
         )
         return await self.rerun("")
 
@@ -182,7 +193,7 @@ class Session:
         await self.ws.send(msg.SerializeToString())
         reply = await self._until(lambda fm: fm.WhichOneof("type") == "file_urls_response")
         urls = reply.file_urls_response.file_urls[0]
-        await asyncio.to_thread(_put_multipart, f"http://127.0.0.1:{self.port}{urls.upload_url}", name, data)
+        await asyncio.to_thread(_put_multipart, f"{self.base}{urls.upload_url}", name, data, self.cookie)
         state = WidgetState(id=self.widgets[key].id)
         info = UploadedFileInfo(name=name, size=len(data), file_id=urls.file_id)
         info.file_urls.CopyFrom(urls)
@@ -194,7 +205,16 @@ class Session:
         await self.ws.close()
 
 
-def _put_multipart(url: str, name: str, data: bytes) -> None:
+def _affinity_cookie(base: str) -> str:
+    """What a browser's first request gets from the proxy (``resviz_worker=wN``); "" without one."""
+    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=30) as r:
+        for header in r.headers.get_all("Set-Cookie") or []:
+            if header.startswith("resviz_worker="):
+                return header.split(";", 1)[0]
+    return ""
+
+
+def _put_multipart(url: str, name: str, data: bytes, cookie: str = "") -> None:
     boundary = uuid.uuid4().hex
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
@@ -203,6 +223,8 @@ def _put_multipart(url: str, name: str, data: bytes) -> None:
     body = head + data + f"\r\n--{boundary}--\r\n".encode()
     req = urllib.request.Request(url, data=body, method="PUT")
     req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    if cookie:
+        req.add_header("Cookie", cookie)
     with urllib.request.urlopen(req, timeout=120) as r:
         if r.status not in (200, 204):
             raise RuntimeError(f"upload refused: HTTP {r.status}")
@@ -228,10 +250,10 @@ async def tour(s: Session, times: dict[str, list[float]], n: int) -> None:
         times.setdefault(name, []).append(t)
 
 
-async def phase(port: int, sessions: int, tours: int) -> dict[str, list[float]]:
+async def phase(base: str, sessions: int, tours: int) -> dict[str, list[float]]:
     """``sessions`` clients at once, each connecting and running ``tours`` tours."""
     times: dict[str, list[float]] = {}
-    clients = [Session(port) for _ in range(sessions)]
+    clients = [Session(base) for _ in range(sessions)]
     await asyncio.gather(*(c.connect() for c in clients))
 
     async def one(c: Session) -> None:
@@ -246,41 +268,108 @@ async def phase(port: int, sessions: int, tours: int) -> dict[str, list[float]]:
     return times
 
 
-def measure(pid: int, port: int, sessions: int, tours: int) -> tuple[dict[str, list[float]], float, float]:
-    """Times per step, cores busy on average, wall seconds."""
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    times = asyncio.run(phase(port, sessions, tours))
+@dataclass
+class Target:
+    """What the sessions drive: a URL, the server processes behind it, and how to stop them."""
+
+    label: str
+    base: str
+    pids: list[int]
+    stop: Callable[[], None]
+
+
+def direct_target() -> Target:
+    port = free_port()
+    server = start_server(port)
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(timeout=30)
+
+    return Target("1 process", f"http://127.0.0.1:{port}", [server.pid], stop)
+
+
+def serve_target(workers: int) -> Target:
+    """``make serve``'s stack (deploy/serve.py) with ``workers`` workers, on a free port."""
+    sys.path.insert(0, str(ROOT))
+    from deploy.serve import Serve
+
+    # As start_server: XSRF off so that the client may PUT uploads; a fresh torch cache.
+    os.environ["STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION"] = "false"
+    os.environ.setdefault("TORCH_HOME", tempfile.mkdtemp())
+    serve = Serve(workers, free_port(), "127.0.0.1", restart=False).start()
+    return Target(
+        f"{workers} worker(s) behind nginx", serve.url, [w.proc.pid for w in serve.pool], serve.stop
+    )
+
+
+def url_target(url: str) -> Target:
+    return Target(url, url.rstrip("/"), [], lambda: None)
+
+
+def cpu_total(pids: list[int]) -> float:
+    return sum(cpu_seconds(p) for p in pids)
+
+
+def rss_total(pids: list[int]) -> float:
+    return sum(memory_gb(p) for p in pids) if pids else float("nan")
+
+
+def measure(target: Target, sessions: int, tours: int) -> tuple[dict[str, list[float]], float, float]:
+    """Times per step, cores busy on average (NaN without pids), wall seconds."""
+    cpu0, t0 = cpu_total(target.pids), time.perf_counter()
+    times = asyncio.run(phase(target.base, sessions, tours))
     wall = time.perf_counter() - t0
-    return times, (cpu_seconds(pid) - cpu0) / wall, wall
+    cores = (cpu_total(target.pids) - cpu0) / wall if target.pids else float("nan")
+    return times, cores, wall
 
 
 def tours_report(args: argparse.Namespace) -> None:
-    port = free_port()
-    server = start_server(port)
-    pid = server.pid
-    try:
-        print(f"server pid {pid}, {os.cpu_count()} CPUs; RSS at start {memory_gb(pid):.2f} GB")
-        measure(pid, port, 1, 1)  # warm-up: imports, model loads, first computations
-        print(f"RSS after a warm-up tour {memory_gb(pid):.2f} GB")
-        results = {}
-        for n in args.sessions:
-            rss0 = memory_gb(pid)
-            times, cores, wall = measure(pid, port, n, args.tours)
-            results[n] = times
-            print(
-                f"{n} session(s) x {args.tours} tours: {wall:.1f} s wall, {cores:.2f} cores busy, "
-                f"RSS {rss0:.2f} -> {memory_gb(pid):.2f} GB"
-            )
-        head = "".join(f" | {n} sess. median / max" for n in args.sessions)
-        print(f"\n{'step':<22}{head} | ratio of medians")
-        for name, _, _ in TOUR:
-            cells = [results[n][name] for n in args.sessions]
-            row = "".join(f" | {statistics.median(c):>7.2f} / {max(c):5.2f} s  " for c in cells)
-            ratio = statistics.median(cells[-1]) / statistics.median(cells[0])
-            print(f"{name:<22}{row} | {ratio:.1f}x")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    if args.url:
+        targets = [lambda: url_target(args.url)]
+    elif args.workers:
+        targets = [lambda n=n: serve_target(n) for n in args.workers]
+    else:
+        targets = [direct_target]
+    summary = []
+    for make in targets:
+        target = make()
+        try:
+            summary.append((target.label, *tours_of(target, args)))
+        finally:
+            target.stop()
+    if len(summary) > 1:
+        print(f"\n{args.sessions[-1]} sessions at once, in one run:")
+        for label, ratio, cores in summary:
+            print(f"  {label:<28} median step {ratio:.1f}x one session's; {cores:.2f} cores busy")
+
+
+def tours_of(target: Target, args: argparse.Namespace) -> tuple[float, float]:
+    """The table for one target; returns (median over steps of the N/1 ratio, cores busy with N)."""
+    print(f"\n== {target.label} at {target.base}: pids {target.pids}, {os.cpu_count()} CPUs")
+    print(f"RSS at start {rss_total(target.pids):.2f} GB")
+    # One warm-up session per server process (the proxy spreads new sessions): imports, models.
+    measure(target, max(1, len(target.pids)), 1)
+    print(f"RSS after a warm-up tour {rss_total(target.pids):.2f} GB")
+    results, cores = {}, float("nan")
+    for n in args.sessions:
+        rss0 = rss_total(target.pids)
+        times, cores, wall = measure(target, n, args.tours)
+        results[n] = times
+        print(
+            f"{n} session(s) x {args.tours} tours: {wall:.1f} s wall, {cores:.2f} cores busy, "
+            f"RSS {rss0:.2f} -> {rss_total(target.pids):.2f} GB"
+        )
+    head = "".join(f" | {n} sess. median / max" for n in args.sessions)
+    print(f"\n{'step':<22}{head} | ratio of medians")
+    ratios = []
+    for name, _, _ in TOUR:
+        cells = [results[n][name] for n in args.sessions]
+        row = "".join(f" | {statistics.median(c):>7.2f} / {max(c):5.2f} s  " for c in cells)
+        ratio = statistics.median(cells[-1]) / statistics.median(cells[0])
+        ratios.append(ratio)
+        print(f"{name:<22}{row} | {ratio:.1f}x")
+    return statistics.median(ratios), cores
 
 
 # --------------------------------------------------------------------------- memory
@@ -300,8 +389,8 @@ def big_png(seed: int) -> bytes:
     return buf.getvalue()
 
 
-async def upload_sessions(port: int, sessions: int, uploads: int, files: list[bytes]) -> list[float]:
-    clients = [Session(port) for _ in range(sessions)]
+async def upload_sessions(base: str, sessions: int, uploads: int, files: list[bytes]) -> list[float]:
+    clients = [Session(base) for _ in range(sessions)]
     await asyncio.gather(*(c.connect() for c in clients))
     await asyncio.gather(*(c.rerun("attribution") for c in clients))
     times: list[float] = []
@@ -326,9 +415,10 @@ def memory_report(args: argparse.Namespace, sessions: int = 4) -> None:
     server = start_server(port)
     pid = server.pid
     try:
-        asyncio.run(phase(port, 1, 1))  # the same warm server as in the tours
+        base = f"http://127.0.0.1:{port}"
+        asyncio.run(phase(base, 1, 1))  # the same warm server as in the tours
         print(f"RSS after a warm-up tour {memory_gb(pid):.2f} GB (peak so far {memory_gb(pid, 'VmHWM'):.2f})")
-        times = asyncio.run(upload_sessions(port, sessions, args.uploads, files))
+        times = asyncio.run(upload_sessions(base, sessions, args.uploads, files))
         peak = memory_gb(pid, "VmHWM")
         print(
             f"upload + rerun: median {statistics.median(times):.2f} s, max {max(times):.2f} s; "
@@ -345,6 +435,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--tours", type=int, default=2, help="tours per session")
     parser.add_argument("--uploads", type=int, default=2, help="40 MP uploads per session (memory)")
+    parser.add_argument("--workers", type=int, nargs="+", help="through make serve's nginx, per count")
+    parser.add_argument("--url", help="drive this server or proxy (already running) instead")
     parser.add_argument("--skip-tours", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
