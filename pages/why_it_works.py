@@ -27,6 +27,13 @@ st.caption(
     "Skip connections make very deep networks trainable. Why? Later papers tested the explanations; "
     "each tab repeats one of their measurements on the sidebar's model and its plain twin."
 )
+from contextlib import suppress
+
+from resviz.errors import ResvizError
+from ui.models import current_model, show_twin_warning
+
+with suppress(ResvizError):  # each tab says what is wrong with the model where it uses it
+    show_twin_warning(current_model())  # every tab compares the model with its twin
 for tab, section in zip(st.tabs(list(SECTIONS)), SECTIONS.values()):
     with tab:
         section.render()

@@ -320,6 +320,21 @@ def show_model_banner(loaded: LoadedModel) -> None:
         st.caption(f"{markdown_text(loaded.name)} · weights: {markdown_text(loaded.source)}")
 
 
+def show_twin_warning(loaded: LoadedModel) -> None:
+    """Beside a residual-against-plain comparison: say so when either trained net is at chance."""
+    meta = loaded.metadata if loaded.weights == "run" else {}
+    warning = _twin_warning(loaded.name, str(meta.get("group")), str(meta.get("created")), loaded)
+    if warning:
+        st.warning(markdown_text(warning))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _twin_warning(name: str, group: str, created: str, _loaded: LoadedModel) -> str | None:
+    from resviz.analysis.pairs import untrained_warning
+
+    return untrained_warning(_loaded)  # keyed by the run's name, session and time, not the model
+
+
 def _trained_choices(loaded: LoadedModel) -> str:
     """Where trained weights can come from here; ImageNet only while it has not just failed."""
     choices = ["a saved run (the bundled demo pair works offline)", "a checkpoint"]

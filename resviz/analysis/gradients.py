@@ -65,6 +65,14 @@ class GradientProfile:
     block_in_grad: np.ndarray  # (B,) ||dL/d(block input)||, both paths together
     block_branch_grad: np.ndarray  # (B,) the part of it that came back through the residual branch
     block_shortcut_grad: np.ndarray  # (B,) the part that came back through the shortcut (0 if plain)
+    block_out_numel: np.ndarray | None = None  # (B,) elements of each block output (batch included)
+
+    @property
+    def block_out_rms(self) -> np.ndarray:
+        """(B,) ``||dL/d(block output)|| / sqrt(elements)``: comparable across stages of other sizes."""
+        if self.block_out_numel is None:
+            return np.full(len(self.block_out_grad), np.nan)
+        return self.block_out_grad / np.sqrt(np.maximum(self.block_out_numel, 1))
 
     @property
     def first_last_ratio(self) -> float:
@@ -209,6 +217,7 @@ def gradient_profile(
         grad_norm = tensor_norms(w_grads)
         weight_norm = tensor_norms(weights)
         out_norm = tensor_norms([out_grads.get(n) for n in block_names])
+        out_numel = np.array([_numel(out_grads.get(n)) for n in block_names], dtype=np.int64)
         nan = np.full(len(blocks), np.nan)
         branch_norm, short_norm, in_norm = (
             _split_norms(blocks, io_, tap_grads, in_grads) if split else (nan,) * 3
@@ -230,7 +239,12 @@ def gradient_profile(
         block_in_grad=in_norm,
         block_branch_grad=branch_norm,
         block_shortcut_grad=short_norm,
+        block_out_numel=out_numel,
     )
+
+
+def _numel(t: Tensor | None) -> int:
+    return 0 if t is None else t.numel()
 
 
 def _split_norms(

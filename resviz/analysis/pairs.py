@@ -13,6 +13,7 @@ where the weights come from:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,10 +40,13 @@ def twin_run_path(loaded: LoadedModel) -> str | None:
     """The folder of the run that trained ``loaded``'s twin alongside it, if there is one."""
     if loaded.weights != "run":
         return None
+    return _sibling_run(loaded.metadata, twin_name(loaded.name))
+
+
+def _sibling_run(meta: Mapping[str, object], want: str) -> str | None:
+    """The folder of run ``want`` from the training session of the run described by ``meta``."""
     from resviz.runs import list_runs, read_metadata
 
-    meta = loaded.metadata
-    want = twin_name(loaded.name)
     for info in list_runs():
         if info.name != want:
             continue
@@ -110,3 +114,41 @@ def run_held_out(meta: Mapping[str, object], n: int | None = None) -> ImageDatas
         masks = data.masks_test[:n] if data.masks_test is not None else None
         data = dataclasses.replace(data, x_test=data.x_test[:n], y_test=data.y_test[:n], masks_test=masks)
     return data
+
+
+def untrained_warning(loaded: LoadedModel) -> str | None:
+    """Says so when ``loaded`` or the twin trained beside it never left chance, else None.
+
+    Only runs have a training record; random weights are labelled untrained wherever they are shown.
+    """
+    if loaded.weights != "run":
+        return None
+    from resviz.analysis.chance import learned_from_run, vacuous_comparison
+    from resviz.runs import read_curves, read_metadata
+
+    own = _sibling_run(loaded.metadata, loaded.name)
+    records = [(read_metadata(own), read_curves(own))] if own else [(loaded.metadata, None)]
+    twin = twin_run_path(loaded)
+    if twin:
+        records.append((read_metadata(twin), read_curves(twin)))
+    majority = _majority_error(loaded.metadata)
+    return vacuous_comparison(*(learned_from_run(m, c, majority) for m, c in records))
+
+
+def _majority_error(meta: Mapping[str, object]) -> float | None:
+    """The held-out error of always answering the most common class (None: no built-in data)."""
+    tc = meta.get("train_config") or {}
+    return _majority_cached(
+        str(meta.get("dataset")),
+        int(tc.get("data_seed", 0)),  # type: ignore[union-attr]
+        tc.get("size"),  # type: ignore[union-attr]
+        tc.get("n_test"),  # type: ignore[union-attr]
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _majority_cached(dataset: str, data_seed: int, size: int | None, n_test: int | None) -> float | None:
+    from resviz.stats import majority_error
+
+    data = run_held_out({"dataset": dataset, "train_config": {"data_seed": data_seed, "size": size}}, n_test)
+    return None if data is None else majority_error(data.y_test.numpy(), data.num_classes)
