@@ -155,21 +155,42 @@ def _table_option_widgets(spec, skip: tuple[str, ...] = ()) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _probe(model_key: str, layer: str, side: int, _model) -> tuple[int, float]:
+def _probe(model_key: str, layer: str, side: int, channels: int, _model) -> tuple[int, float]:
     from resviz.analysis.cams_forward import probe_layer
 
-    return probe_layer(_model, layer, side)
+    return probe_layer(_model, layer, side, channels)
 
 
 def _request_run(key: tuple) -> None:
     st.session_state[state.ATTR_RUN_PENDING] = key
+    st.session_state.pop(state.ATTR_STOPPED, None)
+
+
+def _request_stop() -> None:
+    # A callback runs before the script, so the stop is seen whatever the click interrupted (a run
+    # still at "Starting…", or between two progress updates), and the run's slot below says so.
+    st.session_state.pop(state.ATTR_RUN_PENDING, None)
+    st.session_state[state.ATTR_STOPPED] = st.session_state.get(state.ATTR_PROGRESS, (None, 0, 0))
+
+
+def _stopped_text(label: str, key: tuple) -> str | None:
+    """What to say after a click on Stop (None when it stopped another run than ``key``'s)."""
+    stopped, done, total = st.session_state.get(state.ATTR_STOPPED, (key, 0, 0))
+    if stopped not in (None, key):
+        return None
+    if stopped is None:  # pressed while nothing ran
+        return f"Nothing is running; press Run to start {label}."
+    if not done:
+        return f"{label} stopped before its first batch of forward passes; press Run to start again."
+    return f"{label} stopped after {done} of {total} forward passes; press Run to start again."
 
 
 def _slow_result(spec, loaded, model_key, images, layer, target, options):
     """A forward-pass CAM: its cost first, then it runs on a click, with a progress bar and Stop.
 
     Kept in session state rather than ``st.cache_data``: its progress bar must not be replayed. A
-    click on Stop reruns the script, which interrupts the run at its next progress update.
+    click on Stop reruns the script, which interrupts the run at its next progress update; its
+    callback records the stop, and the same slot that held the progress bar says where it stopped.
     """
     from dataclasses import fields
 
@@ -180,7 +201,8 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
     done = st.session_state.setdefault(state.ATTR_SLOW_RESULTS, {})
     if key in done:
         return done[key]
-    channels, per_pass = _probe(model_key, layer, loaded.preprocessing.crop, loaded.model)
+    prep = loaded.preprocessing
+    channels, per_pass = _probe(model_key, layer, prep.crop, prep.channels, loaded.model)
     samples = getattr(options, "num_samples", 1)  # SS-CAM, IS-CAM: the table's cost per sample
     passes = forward_passes(channels, len(images), samples)
     seconds = estimate_seconds(passes, per_pass)
@@ -191,17 +213,25 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
         f"Batches of {options.batch_size}."
     )
     run, stop = st.columns([1, 5])
-    if stop.button("Stop", key=state.ATTR_STOP):
-        st.session_state.pop(state.ATTR_RUN_PENDING, None)
-        st.warning("Stopped; press Run to start again.")
+    stop.button("Stop", key=state.ATTR_STOP, on_click=_request_stop)
     # A callback, not the button's return value: a rerun before the run (the image picker's) keeps it.
     run.button(f"Run {spec.label}", key=state.ATTR_RUN, type="primary", on_click=_request_run, args=(key,))
+    # One slot for the bar and for what replaces it: a rerun that interrupts the run draws its
+    # message where the bar was, so a stale "Starting…" bar cannot stay on the page.
+    slot = st.empty()
     if st.session_state.get(state.ATTR_RUN_PENDING) != key:
+        # A new script run means the last one is over (one run at a time per session).
+        st.session_state.pop(state.ATTR_PROGRESS, None)
+        said = _stopped_text(spec.label, key) if state.ATTR_STOPPED in st.session_state else None
+        if said:
+            slot.warning(said)
         return None
     st.session_state.pop(state.ATTR_RUN_PENDING, None)
-    bar = st.progress(0.0, text="Starting…")
+    st.session_state[state.ATTR_PROGRESS] = (key, 0, passes)
+    bar = slot.progress(0.0, text=f"Starting {spec.label}: {passes} forward passes…")
 
     def progress(n: int, total: int) -> bool:
+        st.session_state[state.ATTR_PROGRESS] = (key, n, total)
         bar.progress(n / total, text=f"{n} of {total} forward passes")
         return True
 
@@ -214,7 +244,8 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
         options=options,
         progress=progress,
     )
-    bar.empty()
+    slot.empty()
+    st.session_state.pop(state.ATTR_PROGRESS, None)
     if len(done) >= 4:
         done.pop(next(iter(done)))
     done[key] = result

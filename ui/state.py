@@ -134,6 +134,8 @@ ATTR_BATCH_SIZE = "attr_batch_size"  # Score-CAM / Ablation-CAM forward passes p
 ATTR_RUN = "attr_run"  # button: run a forward-pass CAM (its cost is said first)
 ATTR_RUN_PENDING = "attr_run_pending"  # set by the Run button's callback: the key of the run asked for
 ATTR_STOP = "attr_stop"  # button: stop a running forward-pass CAM (its click's rerun interrupts it)
+ATTR_PROGRESS = "attr_progress"  # (run key, done, total) forward passes of the running forward-pass CAM
+ATTR_STOPPED = "attr_stopped"  # set by Stop's callback: ATTR_PROGRESS when it was pressed (key None: idle)
 ATTR_SLOW_RESULTS = "attr_slow_results"  # {cache key: AttributionResult} of forward-pass CAMs, last few
 
 # --- Attribution page: faithfulness ---
