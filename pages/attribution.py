@@ -48,9 +48,9 @@ def _view(digest: str, preprocessing_key: str, _preprocessing, _image):
     return _preprocessing.array([_image])[0]
 
 
-@st.cache_resource(show_spinner="Building the plain twin…", max_entries=2)
+@st.cache_resource(show_spinner="Cutting the shortcuts (same weights)…", max_entries=2)
 def _twin(model_key: str, _model):
-    """The residual<->plain twin of the cached model, sharing its weights."""
+    """The cached model with its shortcuts cut (or added): every weight shared, not trained so."""
     from resviz.hooks import model_lock
     from resviz.models import make_twin
 
@@ -58,9 +58,19 @@ def _twin(model_key: str, _model):
         return make_twin(_model).eval()
 
 
+@st.cache_resource(show_spinner="Loading the twin trained beside this run…", max_entries=2)
+def _trained_twin(path: str, name: str):
+    """The twin trained in the same session as the sidebar's run (read-only, shared)."""
+    from resviz.models import twin_name
+    from resviz.models.weights import load_model
+
+    return load_model(twin_name(name), path).model
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _grid(
     model_key: str,
+    twin_key: str,
     digest: str,
     layers: tuple[str, ...],
     methods: tuple[str, ...],
@@ -82,6 +92,7 @@ def _grid(
         options=dict(options),
         preprocessing=_loaded.preprocessing,
         twin=_twin_model,
+        twin_label=twin_key if _twin_model is not None else None,
     )
 
 
@@ -324,7 +335,7 @@ def _grid_columns(mode: str, c3) -> list[str]:
     """The grid's method columns: any quick method, or the gradient CAMs for the twin comparison."""
     from resviz.analysis.methods import METHOD_TABLE, METHODS
 
-    if mode == "twin":
+    if mode != "methods":
         gradient = [m.name for m in METHOD_TABLE if m.engine == "gradient"]
         return c3.multiselect(
             "Methods",
@@ -332,7 +343,7 @@ def _grid_columns(mode: str, c3) -> list[str]:
             default=["gradcam"],
             key=state.ATTR_GRID_TWIN_METHODS,
             format_func=METHODS.__getitem__,
-            help="The same class in both networks; the twin shares every weight.",
+            help="The same class in both networks.",
         )
     quick = [m.name for m in METHOD_TABLE if m.engine != "forward"]  # Score/Ablation-CAM: above, with a cost
     return c3.multiselect(
@@ -354,16 +365,30 @@ def _comparison(
     if not st.toggle(
         "Show the grid",
         key=state.ATTR_GRID,
-        help="Rows are layers; columns are methods, or the model and its plain twin.",
+        help="Rows are layers; columns are methods, or this network and a counterpart without shortcuts.",
     ):
         return
+    from resviz.analysis.pairs import counterpart_caption, counterpart_name, twin_run_path
+
+    residual = bool(loaded.config.skip)
+    trained_path = twin_run_path(loaded)  # a run whose twin was trained beside it
+    modes = ["methods", "twin", *(["trained"] if trained_path else [])]
+    if st.session_state.get(state.ATTR_GRID_MODE) not in modes:
+        st.session_state[state.ATTR_GRID_MODE] = "methods"
+    titles = {
+        "methods": "methods",
+        "twin": f"vs {counterpart_name(residual, False)}",
+        "trained": f"vs {counterpart_name(residual, True)}",
+    }
     c1, c2, c3 = st.columns(3)
     mode = c1.radio(
         "Columns",
-        ["methods", "twin"],
+        modes,
         key=state.ATTR_GRID_MODE,
-        horizontal=True,
-        format_func={"methods": "methods", "twin": "with vs without shortcuts"}.__getitem__,
+        format_func=titles.__getitem__,
+        help="Methods side by side; or this network next to its own weights with the shortcuts cut "
+        "(a broken network: what the shortcuts do inside this one); or, for a run, next to the "
+        "twin trained without shortcuts in the same session (a working network).",
     )
     idx = (
         c2.selectbox(
@@ -379,10 +404,16 @@ def _comparison(
         st.info("Choose at least one layer and one method.")
         return
     idx = int(idx or 0)
-    twin = _twin(model_key, loaded.model) if mode == "twin" else None
+    twin = None
+    if mode == "twin":
+        twin = _twin(model_key, loaded.model)
+    elif mode == "trained":
+        twin = _trained_twin(trained_path, loaded.name)
+    twin_key = counterpart_name(residual, mode == "trained") if twin is not None else "methods"
     with st.spinner("Computing the grid…"):
         cells = _grid(
             model_key,
+            twin_key,
             images[idx].digest,
             tuple(layers),
             tuple(methods),
@@ -398,7 +429,10 @@ def _comparison(
         key=f"{K}grid_chart",
         config={"displaylogo": False},
     )
-    st.caption(f"Every cell explains class {result.target_labels[idx]!r}, the class of the view above.")
+    said = f"Every cell explains class {result.target_labels[idx]!r}, the class of the view above."
+    if twin is not None:
+        said = f"{counterpart_caption(residual, mode == 'trained')} {said}"
+    st.caption(said)
 
 
 def _controls(loaded, choices, names):

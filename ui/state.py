@@ -34,6 +34,7 @@ FEAT_GRID = "feat_grid"  # the grid's plotly chart (a click picks a channel)
 FEAT_GRID_CLICK = "feat_grid_click"  # the last click handled, so a stale one does not override the selectbox
 FEAT_ALLOW_LARGE = "feat_allow_large"  # checkbox: go ahead with a capture over the memory warning
 FEAT_DOWNLOAD_PNG = "feat_download_png"
+FEAT_TWIN = "feat_twin"  # radio: depth statistics against "cut" (same weights) | "trained" (the run's twin)
 FEAT_DOWNLOAD_NPZ = "feat_download_npz"
 
 # --- Gradient Flow page ---
@@ -125,7 +126,7 @@ ATTR_GET_PRETRAINED = "attr_get_pretrained"  # button: switch the sidebar to Ima
 ATTR_DOWNLOAD_PNG = "attr_download_png"  # + "_<i>": overlay PNG of image i
 ATTR_DOWNLOAD_NPZ = "attr_download_npz"  # all raw maps
 ATTR_GRID = "attr_grid"  # bool: show the comparison grid
-ATTR_GRID_MODE = "attr_grid_mode"  # "methods" | "twin"
+ATTR_GRID_MODE = "attr_grid_mode"  # "methods" | "twin" (shortcuts cut, same weights) | "trained" (trained twin)
 ATTR_GRID_IMAGE = "attr_grid_image"  # index of the image the grid explains
 ATTR_GRID_LAYERS = "attr_grid_layers"  # rows of the grid
 ATTR_GRID_METHODS = "attr_grid_methods"  # columns of the grid in "methods" mode

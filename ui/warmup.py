@@ -164,8 +164,9 @@ def _architecture(choice) -> None:
 
     if choice is None:
         return
-    config = ResNetConfig.from_dict(dict(read_metadata(choice.run_path)["variant_config"]))
-    size = default_input_size(config)
+    meta = read_metadata(choice.run_path)
+    config = ResNetConfig.from_dict(dict(meta["variant_config"]))
+    size = default_input_size(config, meta)
     summary_of(config, size, choice.name)
     twin, label = run_twin(config, choice.name)
     summary_of(twin, size, label)
