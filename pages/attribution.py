@@ -17,6 +17,8 @@ ensure_entry_point()  # a deep link runs inside app.py's shell (sidebar model pi
 K = state.ATTR_PREFIX
 PREDICTED = -1  # the target selectbox's "predicted class" (None would read as "nothing selected")
 UNTRAINED = "This network is untrained: its attributions show structure, not knowledge."
+IG_TOLERANCE = 5.0  # % completeness error Integrated Gradients must get under (its own check)
+IG_MAX_STEPS = 256  # the steps it may be raised to for that (the options' maximum)
 
 
 def _use_imagenet() -> None:
@@ -110,6 +112,12 @@ def _method_options(spec, size: int):
                 format_func=lambda b: f"{b}: {BASELINES[b]}",
             )
             steps = c2.slider("Steps", 4, 128, 32, step=4, key=state.ATTR_IG_STEPS)
+            c2.toggle(
+                f"Raise until complete (up to {IG_MAX_STEPS})",
+                value=True,
+                key=state.ATTR_IG_AUTO,
+                help=f"Doubles the steps until the completeness error is under {IG_TOLERANCE:g}%.",
+            )
             tunnel = c3.toggle("Noise tunnel (SmoothGrad)", key=state.ATTR_NOISE_TUNNEL)
             samples = c4.slider("Noisy samples", 2, 16, 4, key=state.ATTR_NT_SAMPLES, disabled=not tunnel)
         return spec.options(baseline=baseline, steps=steps, noise_tunnel=tunnel, nt_samples=samples)
@@ -263,6 +271,29 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
     return result
 
 
+def _until_complete(result, model_key, digests, target, options, loaded, pils):
+    """Integrated Gradients with its steps doubled until the completeness error is under
+    :data:`IG_TOLERANCE` or the steps reach :data:`IG_MAX_STEPS` (each try cached); says so."""
+    import dataclasses
+
+    start = steps = options.steps
+    while (
+        result.completeness is not None
+        and float(result.completeness.max()) > IG_TOLERANCE
+        and steps < IG_MAX_STEPS
+    ):
+        steps = min(IG_MAX_STEPS, steps * 2)
+        options = dataclasses.replace(options, steps=steps)
+        result = _attribution(model_key, digests, result.method, None, target, options, loaded, pils)
+    if steps != start:
+        st.caption(
+            f"Steps raised from {start} to {steps} so that the completeness error is under "
+            f'{IG_TOLERANCE:g}% (at most {IG_MAX_STEPS}; turn off "Raise until complete" above to keep '
+            "your number)."
+        )
+    return result
+
+
 def _banner(loaded, choice) -> None:
     from resviz.models import get_spec
     from ui.models import show_model_banner
@@ -284,7 +315,17 @@ def _banner(loaded, choice) -> None:
 
 def _show_results(result, images, views, opacity: float, colormap: str, model_name: str) -> None:
     from resviz.analysis.attribution import METHODS
-    from resviz.plots.attribution import overlay, overlay_figure, png_bytes, top_k_figure
+    from resviz.analysis.methods import get_method
+    from resviz.plots.attribution import (
+        overlay,
+        overlay_figure,
+        png_bytes,
+        signed_figure,
+        signed_map,
+        top_k_figure,
+    )
+
+    spec = get_method(result.method)
 
     if result.completeness is not None:
         worst = float(result.completeness.max())
@@ -297,7 +338,8 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
     p = result.prediction
     where = f" at {result.layer}" if result.layer else ""
     for i, image in enumerate(images):
-        st.markdown(f"**{image.name}**: {METHODS[result.method]}{where} for **{result.target_labels[i]}**")
+        what = f" for **{result.target_labels[i]}**" if spec.uses_class else " (the same for every class)"
+        st.markdown(f"**{image.name}**: {METHODS[result.method]}{where}{what}")
         left, right = st.columns([2, 3])
         left.plotly_chart(
             top_k_figure(p.labels[i], p.probs[i], target=result.target_labels[i]),
@@ -320,6 +362,15 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
         )
         if result.completeness is not None:
             right.caption(f"Completeness error of this map: {float(result.completeness[i]):.1f}%")
+        signed = signed_map(result.raw[i]) if spec.signed and result.raw.ndim == 4 else None
+        if signed is not None:
+            right.plotly_chart(
+                signed_figure(signed, result.target_labels[i]),
+                key=f"{K}signed_{i}",
+                config={"displaylogo": False},
+            )
+        elif spec.signed:
+            right.caption("Turn off **Absolute gradient** in the options above to see the gradient's sign.")
     st.download_button(
         "All raw maps (.npz)",
         result.to_npz,
@@ -438,7 +489,7 @@ def _comparison(
 def _controls(loaded, choices, names):
     """Method, layer, class, opacity and colormap widgets: ``(spec, layer, target, opacity, colormap)``."""
     from resviz.analysis.attribution import default_layer
-    from resviz.analysis.methods import METHODS, get_method
+    from resviz.analysis.methods import METHOD_TABLE, METHODS, get_method
     from resviz.plots.attribution import COLORMAPS
 
     model, num_classes = loaded.model, loaded.config.num_classes
@@ -446,12 +497,12 @@ def _controls(loaded, choices, names):
     if st.session_state.get(state.ATTR_METHOD, "gradcam") not in METHODS:
         st.session_state[state.ATTR_METHOD] = "gradcam"
     method = c1.selectbox(
-        "Method",
+        f"Method ({len(METHOD_TABLE)})",
         list(METHODS),
         key=state.ATTR_METHOD,
         format_func=METHODS.__getitem__,
-        help="The per-channel CAMs (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM) say their cost before running; "
-        "the README lists every cost.",
+        help=f"{len(METHOD_TABLE)} methods. The per-channel CAMs (Score-CAM, SS-CAM, IS-CAM, "
+        "Ablation-CAM) say their cost before running; the README lists every cost.",
     )
     spec = get_method(method)
     # A new model resets the layer to its own default (its last stage) unless the user picked
@@ -477,15 +528,21 @@ def _controls(loaded, choices, names):
         return f"{t}: {names[t]}" if names and t < len(names) else f"{t}: {loaded.class_name(t)}"
 
     target = c3.selectbox(
-        "Class to explain", range(PREDICTED, num_classes), key=state.ATTR_TARGET, format_func=label
+        "Class to explain",
+        range(PREDICTED, num_classes),
+        key=state.ATTR_TARGET,
+        format_func=label,
+        disabled=not spec.uses_class,
+        help=None if spec.uses_class else f"{spec.label} gives the same map for every class.",
     )
+    st.caption(f"**{spec.label}**: {spec.about} Cost per image: {spec.cost_text}.")
     c4, c5 = st.columns(2)
     opacity = c4.slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key=state.ATTR_OPACITY)
     colormap = c5.selectbox("Colormap", COLORMAPS, key=state.ATTR_COLORMAP)
     return (
         spec,
         (layer if spec.needs_layer else None),
-        (None if target == PREDICTED else int(target)),
+        (None if target == PREDICTED or not spec.uses_class else int(target)),
         opacity,
         colormap,
     )
@@ -525,6 +582,8 @@ def main() -> None:
                 digests = tuple(im.digest for im in images)
                 pils = [im.image for im in images]
                 result = _attribution(model_key, digests, spec.name, layer, target, options, loaded, pils)
+                if spec.name == "integrated_gradients" and st.session_state.get(state.ATTR_IG_AUTO, True):
+                    result = _until_complete(result, model_key, digests, target, options, loaded, pils)
         if result is not None:  # None: a forward-pass CAM not run yet
             prep = loaded.preprocessing
             views = [_view(im.digest, repr(prep), prep, im.image) for im in images]

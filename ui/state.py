@@ -132,6 +132,7 @@ ATTR_GRID_LAYERS = "attr_grid_layers"  # rows of the grid
 ATTR_GRID_METHODS = "attr_grid_methods"  # columns of the grid in "methods" mode
 ATTR_GRID_TWIN_METHODS = "attr_grid_twin_methods"  # gradient CAMs of the grid in "twin" mode
 ATTR_BATCH_SIZE = "attr_batch_size"  # Score-CAM / Ablation-CAM forward passes per batch
+ATTR_IG_AUTO = "attr_ig_auto"  # toggle: raise Integrated Gradients' steps until its completeness check passes
 ATTR_RUN = "attr_run"  # button: run a forward-pass CAM (its cost is said first)
 ATTR_RUN_PENDING = "attr_run_pending"  # set by the Run button's callback: the key of the run asked for
 ATTR_STOP = "attr_stop"  # button: stop a running forward-pass CAM (its click's rerun interrupts it)

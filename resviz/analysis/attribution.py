@@ -283,7 +283,8 @@ def _captum(
         x = x.clone().requires_grad_(True)  # captum warns when it has to do this itself
         return GuidedGradCam(model, module).attribute(x, target=target, interpolate_mode="bilinear"), None
     if method == "saliency":
-        return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True), None
+        absolute = bool(getattr(opts, "absolute", True))
+        return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=absolute), None
     if method == "integrated_gradients":
         base = make_baseline(x, opts.baseline, preprocessing)
         ig = IntegratedGradients(model)

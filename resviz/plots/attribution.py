@@ -144,6 +144,46 @@ def color_scale_trace(colormap: str = "Jet") -> go.Scatter:
     )
 
 
+def signed_map(raw: np.ndarray) -> np.ndarray | None:
+    """``(H, W)`` the signed attribution of one image (``(C, H, W)`` summed over channels), or
+    None when it has no negative value (an absolute-value method: nothing signed to show)."""
+    signed = np.asarray(raw, dtype=np.float64)
+    signed = signed.sum(axis=0) if signed.ndim == 3 else signed
+    return signed if (signed < 0).any() else None
+
+
+def signed_figure(signed: np.ndarray, target: str, *, height: int = 340) -> go.Figure:
+    """A signed attribution on a diverging scale centred on zero: red raises ``target``'s score,
+    blue lowers it, white is neither. The scale is symmetric (+-the largest magnitude), so equal
+    shades mean equal amounts of either sign."""
+    signed = np.asarray(signed, dtype=np.float64)
+    top = float(np.abs(signed).max()) or 1.0
+    heat = go.Heatmap(
+        z=signed[::-1].tolist(),  # row 0 at the top, as in the image
+        colorscale="RdBu_r",
+        zmid=0.0,
+        zmin=-top,
+        zmax=top,
+        colorbar=dict(
+            title=dict(text="signed", side="right"),
+            tickvals=[-top, 0.0, top],
+            ticktext=["lowers", "0", "raises"],
+            thickness=12,
+            len=0.9,
+        ),
+        hovertemplate="%{z:.3g}<extra></extra>",
+    )
+    layout = dict(
+        title=dict(text=f"Signed: red raises {target}, blue lowers it", font=dict(size=13)),
+        height=height,
+        margin=dict(l=0, r=0, t=36, b=0),
+        meta={"kind": "attribution_signed"},
+        xaxis=dict(visible=False, showgrid=False),
+        yaxis=dict(visible=False, showgrid=False, scaleanchor="x"),
+    )
+    return go.Figure(data=[heat], layout=layout)
+
+
 def top_k_figure(
     labels: Sequence[str], probs: Sequence[float], *, target: str | None = None, height: int = 260
 ) -> go.Figure:
