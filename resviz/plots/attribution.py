@@ -205,7 +205,10 @@ def top_k_figure(
             orientation="h",
             marker_color=colors[::-1],
             text=[f"{p:.1%}" for p in probs[::-1]],
-            textposition="auto",
+            # Outside and level: "auto" put a thin bar's label inside it, turned on its side.
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
             hovertemplate="%{y}: %{x:.2%}<extra></extra>",
         )
     )
@@ -216,7 +219,7 @@ def top_k_figure(
         # Up to the largest bar, not to 100%: an untrained net's 2% top class stays readable.
         # Whole percents repeat ("1% 1% 2%") when an untrained net's top class has 2%: show a decimal.
         xaxis=dict(
-            range=[0, max([*probs, 0.01]) * 1.15], tickformat=".0%" if max([*probs, 0.0]) > 0.1 else ".1%"
+            range=[0, max([*probs, 0.01]) * 1.3], tickformat=".0%" if max([*probs, 0.0]) > 0.1 else ".1%"
         ),
         # Class names like "0".."9" must not become a numeric axis with ticks between the bars.
         yaxis=dict(automargin=True, type="category"),
@@ -264,11 +267,16 @@ def comparison_grid(
             )
     if rows and columns:
         fig.add_trace(color_scale_trace(colormap), row=1, col=1)  # one scale: every cell is per image
+    # Row titles on the left, read upward: plotly puts them at the far right, by the colour bar.
+    names = set(rows)
+    for note in fig.layout.annotations:
+        if note.text in names and note.textangle == 90:
+            note.update(x=0.0, xanchor="right", xshift=-4, textangle=-90)
     _hide_axes(fig)
     fig.update_yaxes(scaleanchor=None)
     fig.update_layout(
         height=max(1, len(rows)) * cell_px + 40,
-        margin=dict(l=0, r=30, t=40, b=0),
+        margin=dict(l=28, r=30, t=40, b=0),
         showlegend=False,
         meta={"kind": "attribution_grid"},
     )
