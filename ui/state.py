@@ -6,6 +6,7 @@ Keys that belong to one page are grouped under that page's heading; shared ones 
 # --- shared: the model picker in the sidebar (rendered by app.py on every page) ---
 MODEL_NAME = "model_name"  # registered variant name of the residual network, e.g. "resnet18"
 MODEL_PLAIN = "model_plain"  # bool: use the plain twin instead
+MODEL_RUN_VARIANT = "model_run_variant"  # greyed selectbox: the saved run's own variant
 MODEL_WEIGHTS = "model_weights"  # "random" | "imagenet" | "checkpoint" | "run"
 CHECKPOINT = "checkpoint_upload"  # the sidebar's checkpoint file_uploader widget
 CHECKPOINT_FILE = "checkpoint_file"  # (filename, bytes) kept after the uploader forgets it
