@@ -158,7 +158,7 @@ def _checkpoint_widget(built: str) -> str | None:
         with st.spinner(f"Loading {kept[0]} into {built}…"):
             _load(choice)
     except ResvizError as exc:
-        st.error(f"{kept[0]} does not fit {built}: {exc}")
+        st.error(str(exc))  # names the file and the variant ("... does not fit resnet56 ...")
         return digest
     st.caption(f"Using {kept[0]} in {built}.")
     return digest
