@@ -559,7 +559,7 @@ def main() -> None:
     try:
         from resviz.analysis.attribution import class_names_for, layer_choices
         from ui.images import image_picker
-        from ui.models import current_choice, current_model
+        from ui.models import current_choice, current_model, show_photo_notice
 
         choice = current_choice()
         loaded = current_model(choice)
@@ -571,6 +571,7 @@ def main() -> None:
         if not images:
             st.info("Pick a sample image or upload one or more photos.")
             return
+        show_photo_notice(loaded, images)
         choices = layer_choices(loaded.model)
         spec, layer, target, opacity, colormap = _controls(loaded, choices, names)
         options = _method_options(spec, loaded.preprocessing.crop)

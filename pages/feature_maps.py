@@ -333,7 +333,7 @@ def main() -> None:
     )
     from resviz.errors import ResvizError
     from ui.images import image_picker
-    from ui.models import current_model, show_model_banner
+    from ui.models import current_model, show_model_banner, show_photo_notice
 
     with st.expander("Image", expanded=True):
         images = image_picker(state.FEAT_IMAGE_PREFIX, multiple=False)
@@ -343,6 +343,7 @@ def main() -> None:
     try:
         loaded = current_model()
         show_model_banner(loaded)
+        show_photo_notice(loaded, images)
         _render(loaded, images[0])
     except ResvizError as exc:
         st.error(str(exc))

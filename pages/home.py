@@ -27,6 +27,21 @@ st.markdown(
     "**plain twin**: the same layers with the shortcut removed, so you can see what the $+\\,x$ changes."
 )
 
+st.subheader("Start here")
+_choice = current_choice()
+if _choice.weights == "run" and _choice.run_path:
+    _loaded_text = (
+        f"The sidebar has a **trained** network loaded: **{_choice.name}** from the saved run "
+        f"*{Path(_choice.run_path).name}* (a bundled demo run is trained beside its plain twin on a "
+        "small synthetic shapes dataset)."
+    )
+else:
+    _loaded_text = f"The sidebar has **{_choice.name}** with {WEIGHT_LABELS[_choice.weights].lower()}."
+st.markdown(
+    f"{_loaded_text} Every page uses the sidebar's model. Try first: **Attribution** on a sample "
+    "image (where does the network look?), then **Why it works** (what the shortcut changes)."
+)
+
 left, right = st.columns(2)
 with left:
     st.plotly_chart(block_figure("basic"), key="home_basic", config={"displaylogo": False})
@@ -55,21 +70,6 @@ for col, (family, (title, text)) in zip(cols, families.items()):
     # A count, not a change: st.metric's delta would draw it as a rise with an arrow.
     col.metric(title, f"{residual} networks")
     col.caption(f"**Each with its plain twin ({residual} more).** {text}")
-
-st.subheader("Start here")
-_choice = current_choice()
-if _choice.weights == "run" and _choice.run_path:
-    _loaded_text = (
-        f"The sidebar has a **trained** network loaded: **{_choice.name}** from the saved run "
-        f"*{Path(_choice.run_path).name}* (a bundled demo run is trained beside its plain twin on a "
-        "small synthetic shapes dataset)."
-    )
-else:
-    _loaded_text = f"The sidebar has **{_choice.name}** with {WEIGHT_LABELS[_choice.weights].lower()}."
-st.markdown(
-    f"{_loaded_text} Every page uses the sidebar's model. Try first: **Attribution** on a sample "
-    "image (where does the network look?), then **Why it works** (what the shortcut changes)."
-)
 
 st.subheader("Every page")
 TOUR = [

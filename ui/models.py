@@ -338,6 +338,21 @@ def show_model_banner(loaded: LoadedModel) -> None:
         st.caption(f"{loaded.name} · weights: {loaded.source}")
 
 
+def show_photo_notice(loaded: LoadedModel, images) -> None:
+    """One line where a photo meets a model trained on shapes or digits: what the model knows, that
+    its map shows what it reacts to and not what the photo is, and how to explain a photo."""
+    dataset = loaded.metadata.get("dataset") if loaded.weights == "run" else None
+    if dataset not in ("shapes", "digits") or all(im.true_class is not None for im in images):
+        return
+    names = ", ".join(loaded.class_names or ()) or f"{loaded.config.num_classes} classes"
+    crop = loaded.preprocessing.crop
+    st.info(
+        f"{loaded.name} knows only {dataset} ({names}) at {crop}x{crop} pixels: on a photo its map shows "
+        "what it reacts to, not what the photo is. To explain a photo, pick ImageNet weights (one "
+        "download) or a checkpoint in the sidebar."
+    )
+
+
 def _trained_choices(loaded: LoadedModel) -> str:
     """Where trained weights can come from here; ImageNet only while it has not just failed."""
     choices = ["a saved run (the bundled demo pair works offline)", "a checkpoint"]

@@ -154,3 +154,17 @@ def test_stop_while_nothing_runs_says_so(open_page, digits_run):
     at.button(key=state.ATTR_STOP).click().run()
     assert not at.exception
     assert any(w.value.startswith("Nothing is running") for w in at.warning)
+
+
+@pytest.mark.parametrize("page", ["pages/attribution.py", "pages/feature_maps.py"])
+def test_a_photo_on_a_digits_model_gets_one_line_saying_what_the_model_knows(open_page, digits_run, page):
+    notice = "knows only digits (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"
+    at = open_page(page, model_name="resnet8", model_weights="run", train_run=str(digits_run))
+    assert not at.exception
+    assert not any(notice in i.value for i in at.info)  # a held-out digit: nothing to say
+    at.file_uploader[0].upload("cat.png", _png(_photo((64, 48))), "image/png").run()
+    if page == "pages/feature_maps.py":  # one image at a time: pick the upload
+        box = at.selectbox(key="feat_img_images_pick")
+        box.set_value(next(o for o in box.options if "cat.png" in o)).run()
+    said = [i.value for i in at.info if notice in i.value]
+    assert len(said) == 1 and "not what the photo is" in said[0] and "ImageNet weights" in said[0]
