@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-dev browser-deps run test test-all lint format bench demo-weights clean
+.PHONY: help setup setup-dev browser-deps run test test-all lint format bench demo-weights weights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ format: setup-dev ## ruff: fix what can be fixed, then format
 
 bench: setup ## print the benchmark ratios on this machine's device
 	$(BIN)/python bench/run_all.py
+
+weights: setup ## download ImageNet weights (resnet18, resnet50) into the torch cache, for offline use later
+	$(BIN)/python -m resviz weights
 
 demo-weights: setup ## retrain the bundled demo runs in resviz/bundled/runs (shapes, seed 0; minutes on 2 cores)
 	rm -rf resviz/bundled/runs/demo-shapes-*

@@ -305,11 +305,22 @@ def _banner(loaded, choice) -> None:
         st.warning(loaded.notice)
     st.warning(UNTRAINED)
     if loaded.weights == "random" and get_spec(choice.name).pretrained_available:
+        from resviz.models.weights import is_cached, pretrained_weights
+
+        size = pretrained_weights(choice.name).meta.get("_file_size")  # torchvision's own metadata
+        what = (
+            "cached here"
+            if is_cached(choice.name)
+            else f"{size:.0f} MB, downloaded once"
+            if size
+            else "downloaded once"
+        )
         st.button(
-            "Get pretrained ImageNet weights",
+            f"Get pretrained ImageNet weights ({what})",
             key=state.ATTR_GET_PRETRAINED,
             on_click=_use_imagenet,
-            help="Switches the sidebar to torchvision's ImageNet weights (downloaded once).",
+            help="Switches the sidebar to torchvision's ImageNet weights, with a progress bar while they "
+            "download. For a machine that will be offline: `make weights` beforehand (see the README).",
         )
 
 

@@ -293,7 +293,8 @@ def current_model(choice: ModelChoice | None = None) -> LoadedModel:
 
         def report(done: int, total: int) -> None:
             frac = done / total if total else 0.0
-            bar.progress(min(frac, 1.0), text=f"Downloading {choice.name} weights: {done / 1e6:.0f} MB")
+            size = f" of {total / 1e6:.0f}" if total else ""
+            bar.progress(min(frac, 1.0), text=f"Downloading {choice.name} weights: {done / 1e6:.0f}{size} MB")
 
         from resviz.errors import WeightsUnavailableError
 

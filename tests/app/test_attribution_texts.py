@@ -128,3 +128,14 @@ def test_signed_attributions_on_a_diverging_scale(app_test, monkeypatch):
     # A CAM has no sign to show.
     at.selectbox(key=state.ATTR_METHOD).set_value("gradcam").run()
     assert not _figures(at, "attribution_signed")
+
+
+def test_the_imagenet_button_says_its_size(app_test, monkeypatch):
+    import ui.models
+
+    monkeypatch.setattr(ui.models, "DEFAULT_MODEL", "resnet18")
+    app_test.session_state[state.MODEL_NAME] = "resnet18"
+    at = app_test.switch_page(PAGE).run()
+    assert not at.exception
+    label = at.button(key=state.ATTR_GET_PRETRAINED).proto.label
+    assert label == "Get pretrained ImageNet weights (45 MB, downloaded once)"  # torchvision's metadata
