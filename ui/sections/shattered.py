@@ -147,12 +147,14 @@ def _line(choice_key: str, points: int, _loaded):  # type: ignore[no-untyped-def
 
 
 def _sidebar_line() -> None:
+    from resviz.analysis.pairs import counterpart_name, twin_run_path
     from resviz.analysis.shattered import acf_rows, line_rows
     from resviz.plots import shattered as sp
     from ui.models import current_choice, current_model, show_model_banner
 
-    st.markdown("**The sidebar's model and its counterpart, on a line between two images**")
     loaded = current_model()
+    other = counterpart_name(bool(loaded.config.skip), twin_run_path(loaded) is not None)
+    st.markdown(f"**The sidebar's model and its {other}, on a line between two images**")
     show_model_banner(loaded)
     points = st.selectbox("Points along the line", [64, 128, 256], index=2, key=state.SHAT_LINE_POINTS)
     st.caption(_line_cost(loaded, int(points)))
