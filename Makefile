@@ -6,7 +6,7 @@ PORT   ?= 8501
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-dev browser-deps run serve test test-all lint format bench gpu-check demo-weights clean
+.PHONY: help setup setup-dev browser-deps run serve test test-all lint format bench gpu-check demo-weights weights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench: setup ## print the benchmark ratios on this machine's device
 
 gpu-check: setup ## on a CUDA machine: gpu tests, CUDA vs CPU results, AMP, peak memory (one table; skips without one)
 	$(BIN)/python bench/gpu_check.py
+
+weights: setup ## download ImageNet weights (resnet18, resnet50) into the torch cache, for offline use later
+	$(BIN)/python -m resviz weights
 
 demo-weights: setup ## retrain the bundled demo runs in resviz/bundled/runs (shapes, seed 0; minutes on 2 cores)
 	rm -rf resviz/bundled/runs/demo-shapes-*

@@ -4,6 +4,8 @@ Heavy modules (torch, torchvision, captum) are imported by the pages that need t
 first text is drawn, so the Home page appears before torch has loaded.
 """
 
+import faulthandler
+import signal
 from pathlib import Path
 
 import streamlit as st
@@ -30,9 +32,17 @@ PAGES = [
     st.Page("pages/why_it_works.py", title="Why it works", icon=":material/lightbulb:"),
 ]
 
+# `kill -USR1 <server pid>` writes every thread's stack to the server's stderr (its log): what a
+# browser test or benchmark step that times out prints, so that a hang can be read, not guessed.
+# Registering again (each script run) replaces the same handler.
+if hasattr(signal, "SIGUSR1"):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
 page = st.navigation(PAGES)
 with script_timer(page.title):  # a no-op unless the browser benchmark asks for it
     render_model_picker()
+    if page.title != "Home":  # Home imports no torch: it must appear before torch has loaded
+        warmup.wait_for_imports()
     page.run()
     render_device_picker()
 # Once per process, after the first page is drawn (its import of torch would slow that page down):

@@ -216,6 +216,8 @@ def main() -> int:
                     tour(tr, upload, args.read_home)
                 except Exception as exc:  # report the steps done; say where the tour stopped
                     print(f"the tour stopped: {exc}", flush=True)
+                    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+                        print(server.diagnose(), flush=True)  # log tail + every server thread's stack
                     tr.page.screenshot(path=str(folder / f"stopped-{rep}.png"))
                 for step, seconds, in_script in tr.rows:
                     times[step].append(seconds)

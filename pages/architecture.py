@@ -132,8 +132,9 @@ def knobs(name: str, base: ResNetConfig) -> dict:
     return {k: v for k, v in chosen.items() if getattr(base, k) != v}
 
 
-def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str]:
-    """The sidebar's model: ``(name, spec, configuration, what it is)``; a run's own configuration."""
+def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str, dict | None]:
+    """The sidebar's model: ``(name, spec, configuration, what it is, a run's metadata or None)``;
+    a run's own configuration."""
     choice = current_choice()
     spec = get_spec(choice.name)
     if choice.weights == "run" and choice.run_path:
@@ -142,24 +143,30 @@ def chosen_model() -> tuple[str, ModelSpec, ResNetConfig, str]:
         meta = read_metadata(choice.run_path)
         config = ResNetConfig.from_dict(dict(meta["variant_config"]))  # type: ignore[arg-type]
         steps = meta.get("steps_done", "?")
-        return (
-            choice.name,
-            spec,
-            config,
-            f"as trained in run {markdown_text(Path(choice.run_path).name)} ({markdown_text(steps)} steps)",
+        about = (
+            f"as trained in run {markdown_text(Path(choice.run_path).name)} ({markdown_text(steps)} steps)"
         )
-    return choice.name, spec, spec.config, spec.description
+        return choice.name, spec, config, about, meta
+    return choice.name, spec, spec.config, spec.description, None
 
 
-def input_size(config: ResNetConfig) -> int:
-    """The input-size slider, starting at the size the variant was designed for."""
-    default_size = default_input_size(config)
-    return st.select_slider(
+SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448)
+
+
+def input_size(config: ResNetConfig, meta: dict | None = None) -> int:
+    """The input-size slider, starting at the size the variant was designed for, or the size a
+    run's images had (shapes and digits runs see small images: their own size is the honest one)."""
+    default_size = default_input_size(config, meta)
+    sizes = sorted({*SIZES, default_size})
+    size = st.select_slider(
         "Input size (pixels)",
-        [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448],
+        sizes,
         value=default_size,
-        key=f"{K}size_{config.stem}",
+        key=f"{K}size_{config.stem}_{default_size}",  # each default starts from itself
     )
+    if meta is not None and size == default_size:
+        st.caption(f"{size}x{size}: the size of the images this run was trained on.")
+    return size
 
 
 def metrics(summary) -> None:
@@ -179,15 +186,32 @@ def network(config: ResNetConfig, summary) -> None:
     )
     with st.expander("What does one block look like?"):
         projection = config.shortcut == "C"
+        first = block_widths(config, 0)
         st.plotly_chart(
-            block_figure(config.block, preact=config.preact, skip=config.skip, projection=projection),
+            block_figure(
+                config.block, preact=config.preact, skip=config.skip, projection=projection, widths=first
+            ),
             key=f"{K}block",
+        )
+        later = ", ".join(str(block_widths(config, s)[-1]) for s in range(1, len(config.widths)))
+        st.caption(
+            f"A block of the first stage of {summary.label}, with its own widths"
+            + (f"; the later stages' blocks end in {later} channels." if later else ".")
         )
         if config.skip and not projection:
             how = "pads it with zeros" if config.shortcut == "A" else "projects it with a 1x1 convolution"
             st.caption(
                 f"Where a stage halves the size and widens the channels, option {config.shortcut} {how}."
             )
+
+
+def block_widths(config: ResNetConfig, stage: int) -> tuple[int, ...]:
+    """Output channels of each convolution of a block of ``stage``, in branch order."""
+    w = config.widths[stage]
+    if config.block == "basic":
+        return (w, w)
+    mid = int(w * (config.width_per_group / 64.0)) * config.groups  # as torchvision's Bottleneck
+    return (mid, mid, w * config.expansion)
 
 
 def stage_tables(name: str, summary) -> None:
@@ -280,10 +304,22 @@ def peers(size: int) -> None:
     st.subheader("ResNet among its peers")
     peer_size, text = peer_size_text(size)
     st.markdown(text)
+    from resviz.analysis.summary import published_top1
+
     summaries = reference_summaries(peer_size)
-    st.plotly_chart(comparison_figure(summaries, highlight=REFERENCE_RESNETS), key=f"{K}peers")
-    peer_rows = [{"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs} for s in summaries]
-    st.dataframe(peer_rows, hide_index=True, width="stretch", column_config=COLUMNS)
+    top1 = [published_top1(s.label) for s in summaries]
+    st.plotly_chart(comparison_figure(summaries, highlight=REFERENCE_RESNETS, top1=top1), key=f"{K}peers")
+    peer_rows = [
+        {"model": s.label, "depth": s.depth, "params": s.params, "macs": s.macs, "top1": acc}
+        for s, acc in zip(summaries, top1, strict=True)
+    ]
+    top1_column = st.column_config.NumberColumn("ImageNet top-1 (%)", format="%.1f")
+    st.dataframe(peer_rows, hide_index=True, width="stretch", column_config={**COLUMNS, "top1": top1_column})
+    st.caption(
+        "Depth, parameters and multiply-accumulates are on log scales (VGG-16 has 12 times ResNet-18's "
+        "parameters). Top-1: torchvision's published ImageNet accuracy of each model's first weights "
+        "(IMAGENET1K_V1, the original recipes), read from torchvision itself, at 224x224."
+    )
     st.download_button(
         "Comparison (CSV)", csv_of(peer_rows), "architectures.csv", "text/csv", key=f"{K}dl_peers"
     )
@@ -294,9 +330,9 @@ def peers(size: int) -> None:
 
 def main() -> None:
     st.title("Architecture")
-    name, spec, base, about = chosen_model()
+    name, spec, base, about, meta = chosen_model()
     st.markdown(f"**{name}**: {about}. Change the model in the sidebar; tune it here.")
-    size = input_size(base)
+    size = input_size(base, meta)
     changes = knobs(name, base)  # keyed per model: each starts from its own defaults
     try:
         config = base.replace(**changes)

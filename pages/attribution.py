@@ -18,6 +18,8 @@ ensure_entry_point()  # a deep link runs inside app.py's shell (sidebar model pi
 K = state.ATTR_PREFIX
 PREDICTED = -1  # the target selectbox's "predicted class" (None would read as "nothing selected")
 UNTRAINED = "This network is untrained: its attributions show structure, not knowledge."
+IG_TOLERANCE = 5.0  # % completeness error Integrated Gradients must get under (its own check)
+IG_MAX_STEPS = 256  # the steps it may be raised to for that (the options' maximum)
 
 
 def _use_imagenet() -> None:
@@ -49,9 +51,9 @@ def _view(digest: str, preprocessing_key: str, _preprocessing, _image):
     return _preprocessing.array([_image])[0]
 
 
-@st.cache_resource(show_spinner="Building the plain twin…", max_entries=2)
+@st.cache_resource(show_spinner="Cutting the shortcuts (same weights)…", max_entries=2)
 def _twin(model_key: str, _model):
-    """The residual<->plain twin of the cached model, sharing its weights."""
+    """The cached model with its shortcuts cut (or added): every weight shared, not trained so."""
     from resviz.hooks import model_lock
     from resviz.models import make_twin
 
@@ -59,9 +61,19 @@ def _twin(model_key: str, _model):
         return make_twin(_model).eval()
 
 
+@st.cache_resource(show_spinner="Loading the twin trained beside this run…", max_entries=2)
+def _trained_twin(path: str, name: str):
+    """The twin trained in the same session as the sidebar's run (read-only, shared)."""
+    from resviz.models import twin_name
+    from resviz.models.weights import load_model
+
+    return load_model(twin_name(name), path).model
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _grid(
     model_key: str,
+    twin_key: str,
     digest: str,
     layers: tuple[str, ...],
     methods: tuple[str, ...],
@@ -83,6 +95,7 @@ def _grid(
         options=dict(options),
         preprocessing=_loaded.preprocessing,
         twin=_twin_model,
+        twin_label=twin_key if _twin_model is not None else None,
     )
 
 
@@ -100,6 +113,12 @@ def _method_options(spec, size: int):
                 format_func=lambda b: f"{b}: {BASELINES[b]}",
             )
             steps = c2.slider("Steps", 4, 128, 32, step=4, key=state.ATTR_IG_STEPS)
+            c2.toggle(
+                f"Raise until complete (up to {IG_MAX_STEPS})",
+                value=True,
+                key=state.ATTR_IG_AUTO,
+                help=f"Doubles the steps until the completeness error is under {IG_TOLERANCE:g}%.",
+            )
             tunnel = c3.toggle("Noise tunnel (SmoothGrad)", key=state.ATTR_NOISE_TUNNEL)
             samples = c4.slider("Noisy samples", 2, 16, 4, key=state.ATTR_NT_SAMPLES, disabled=not tunnel)
         return spec.options(baseline=baseline, steps=steps, noise_tunnel=tunnel, nt_samples=samples)
@@ -156,21 +175,42 @@ def _table_option_widgets(spec, skip: tuple[str, ...] = ()) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _probe(model_key: str, layer: str, side: int, _model) -> tuple[int, float]:
+def _probe(model_key: str, layer: str, side: int, channels: int, _model) -> tuple[int, float]:
     from resviz.analysis.cams_forward import probe_layer
 
-    return probe_layer(_model, layer, side)
+    return probe_layer(_model, layer, side, channels)
 
 
 def _request_run(key: tuple) -> None:
     st.session_state[state.ATTR_RUN_PENDING] = key
+    st.session_state.pop(state.ATTR_STOPPED, None)
+
+
+def _request_stop() -> None:
+    # A callback runs before the script, so the stop is seen whatever the click interrupted (a run
+    # still at "Starting…", or between two progress updates), and the run's slot below says so.
+    st.session_state.pop(state.ATTR_RUN_PENDING, None)
+    st.session_state[state.ATTR_STOPPED] = st.session_state.get(state.ATTR_PROGRESS, (None, 0, 0))
+
+
+def _stopped_text(label: str, key: tuple) -> str | None:
+    """What to say after a click on Stop (None when it stopped another run than ``key``'s)."""
+    stopped, done, total = st.session_state.get(state.ATTR_STOPPED, (key, 0, 0))
+    if stopped not in (None, key):
+        return None
+    if stopped is None:  # pressed while nothing ran
+        return f"Nothing is running; press Run to start {label}."
+    if not done:
+        return f"{label} stopped before its first batch of forward passes; press Run to start again."
+    return f"{label} stopped after {done} of {total} forward passes; press Run to start again."
 
 
 def _slow_result(spec, loaded, model_key, images, layer, target, options):
     """A forward-pass CAM: its cost first, then it runs on a click, with a progress bar and Stop.
 
     Kept in session state rather than ``st.cache_data``: its progress bar must not be replayed. A
-    click on Stop reruns the script, which interrupts the run at its next progress update.
+    click on Stop reruns the script, which interrupts the run at its next progress update; its
+    callback records the stop, and the same slot that held the progress bar says where it stopped.
     """
     from dataclasses import fields
 
@@ -181,7 +221,8 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
     done = st.session_state.setdefault(state.ATTR_SLOW_RESULTS, {})
     if key in done:
         return done[key]
-    channels, per_pass = _probe(model_key, layer, loaded.preprocessing.crop, loaded.model)
+    prep = loaded.preprocessing
+    channels, per_pass = _probe(model_key, layer, prep.crop, prep.channels, loaded.model)
     samples = getattr(options, "num_samples", 1)  # SS-CAM, IS-CAM: the table's cost per sample
     passes = forward_passes(channels, len(images), samples)
     seconds = estimate_seconds(passes, per_pass)
@@ -192,17 +233,25 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
         f"Batches of {options.batch_size}."
     )
     run, stop = st.columns([1, 5])
-    if stop.button("Stop", key=state.ATTR_STOP):
-        st.session_state.pop(state.ATTR_RUN_PENDING, None)
-        st.warning("Stopped; press Run to start again.")
+    stop.button("Stop", key=state.ATTR_STOP, on_click=_request_stop)
     # A callback, not the button's return value: a rerun before the run (the image picker's) keeps it.
     run.button(f"Run {spec.label}", key=state.ATTR_RUN, type="primary", on_click=_request_run, args=(key,))
+    # One slot for the bar and for what replaces it: a rerun that interrupts the run draws its
+    # message where the bar was, so a stale "Starting…" bar cannot stay on the page.
+    slot = st.empty()
     if st.session_state.get(state.ATTR_RUN_PENDING) != key:
+        # A new script run means the last one is over (one run at a time per session).
+        st.session_state.pop(state.ATTR_PROGRESS, None)
+        said = _stopped_text(spec.label, key) if state.ATTR_STOPPED in st.session_state else None
+        if said:
+            slot.warning(said)
         return None
     st.session_state.pop(state.ATTR_RUN_PENDING, None)
-    bar = st.progress(0.0, text="Starting…")
+    st.session_state[state.ATTR_PROGRESS] = (key, 0, passes)
+    bar = slot.progress(0.0, text=f"Starting {spec.label}: {passes} forward passes…")
 
     def progress(n: int, total: int) -> bool:
+        st.session_state[state.ATTR_PROGRESS] = (key, n, total)
         bar.progress(n / total, text=f"{n} of {total} forward passes")
         return True
 
@@ -215,10 +264,34 @@ def _slow_result(spec, loaded, model_key, images, layer, target, options):
         options=options,
         progress=progress,
     )
-    bar.empty()
+    slot.empty()
+    st.session_state.pop(state.ATTR_PROGRESS, None)
     if len(done) >= 4:
         done.pop(next(iter(done)))
     done[key] = result
+    return result
+
+
+def _until_complete(result, model_key, digests, target, options, loaded, pils):
+    """Integrated Gradients with its steps doubled until the completeness error is under
+    :data:`IG_TOLERANCE` or the steps reach :data:`IG_MAX_STEPS` (each try cached); says so."""
+    import dataclasses
+
+    start = steps = options.steps
+    while (
+        result.completeness is not None
+        and float(result.completeness.max()) > IG_TOLERANCE
+        and steps < IG_MAX_STEPS
+    ):
+        steps = min(IG_MAX_STEPS, steps * 2)
+        options = dataclasses.replace(options, steps=steps)
+        result = _attribution(model_key, digests, result.method, None, target, options, loaded, pils)
+    if steps != start:
+        st.caption(
+            f"Steps raised from {start} to {steps} so that the completeness error is under "
+            f'{IG_TOLERANCE:g}% (at most {IG_MAX_STEPS}; turn off "Raise until complete" above to keep '
+            "your number)."
+        )
     return result
 
 
@@ -233,17 +306,38 @@ def _banner(loaded, choice) -> None:
         st.warning(loaded.notice)
     st.warning(UNTRAINED)
     if loaded.weights == "random" and get_spec(choice.name).pretrained_available:
+        from resviz.models.weights import is_cached, pretrained_weights
+
+        size = pretrained_weights(choice.name).meta.get("_file_size")  # torchvision's own metadata
+        what = (
+            "cached here"
+            if is_cached(choice.name)
+            else f"{size:.0f} MB, downloaded once"
+            if size
+            else "downloaded once"
+        )
         st.button(
-            "Get pretrained ImageNet weights",
+            f"Get pretrained ImageNet weights ({what})",
             key=state.ATTR_GET_PRETRAINED,
             on_click=_use_imagenet,
-            help="Switches the sidebar to torchvision's ImageNet weights (downloaded once).",
+            help="Switches the sidebar to torchvision's ImageNet weights, with a progress bar while they "
+            "download. For a machine that will be offline: `make weights` beforehand (see the README).",
         )
 
 
 def _show_results(result, images, views, opacity: float, colormap: str, model_name: str) -> None:
     from resviz.analysis.attribution import METHODS
-    from resviz.plots.attribution import overlay, overlay_figure, png_bytes, top_k_figure
+    from resviz.analysis.methods import get_method
+    from resviz.plots.attribution import (
+        overlay,
+        overlay_figure,
+        png_bytes,
+        signed_figure,
+        signed_map,
+        top_k_figure,
+    )
+
+    spec = get_method(result.method)
 
     if result.completeness is not None:
         worst = float(result.completeness.max())
@@ -256,10 +350,9 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
     p = result.prediction
     where = f" at {result.layer}" if result.layer else ""
     for i, image in enumerate(images):
-        st.markdown(
-            f"**{markdown_text(image.name)}**: {METHODS[result.method]}{where} "
-            f"for **{markdown_text(result.target_labels[i])}**"
-        )
+        label = markdown_text(result.target_labels[i])
+        what = f" for **{label}**" if spec.uses_class else " (the same for every class)"
+        st.markdown(f"**{markdown_text(image.name)}**: {METHODS[result.method]}{where}{what}")
         left, right = st.columns([2, 3])
         left.plotly_chart(
             top_k_figure(p.labels[i], p.probs[i], target=result.target_labels[i]),
@@ -282,6 +375,15 @@ def _show_results(result, images, views, opacity: float, colormap: str, model_na
         )
         if result.completeness is not None:
             right.caption(f"Completeness error of this map: {float(result.completeness[i]):.1f}%")
+        signed = signed_map(result.raw[i]) if spec.signed and result.raw.ndim == 4 else None
+        if signed is not None:
+            right.plotly_chart(
+                signed_figure(signed, result.target_labels[i]),
+                key=f"{K}signed_{i}",
+                config={"displaylogo": False},
+            )
+        elif spec.signed:
+            right.caption("Turn off **Absolute gradient** in the options above to see the gradient's sign.")
     st.download_button(
         "All raw maps (.npz)",
         result.to_npz,
@@ -297,7 +399,7 @@ def _grid_columns(mode: str, c3) -> list[str]:
     """The grid's method columns: any quick method, or the gradient CAMs for the twin comparison."""
     from resviz.analysis.methods import METHOD_TABLE, METHODS
 
-    if mode == "twin":
+    if mode != "methods":
         gradient = [m.name for m in METHOD_TABLE if m.engine == "gradient"]
         return c3.multiselect(
             "Methods",
@@ -305,7 +407,7 @@ def _grid_columns(mode: str, c3) -> list[str]:
             default=["gradcam"],
             key=state.ATTR_GRID_TWIN_METHODS,
             format_func=METHODS.__getitem__,
-            help="The same class in both networks; the twin shares every weight.",
+            help="The same class in both networks.",
         )
     quick = [m.name for m in METHOD_TABLE if m.engine != "forward"]  # Score/Ablation-CAM: above, with a cost
     return c3.multiselect(
@@ -327,16 +429,30 @@ def _comparison(
     if not st.toggle(
         "Show the grid",
         key=state.ATTR_GRID,
-        help="Rows are layers; columns are methods, or the model and its plain twin.",
+        help="Rows are layers; columns are methods, or this network and a counterpart without shortcuts.",
     ):
         return
+    from resviz.analysis.pairs import counterpart_caption, counterpart_name, twin_run_path
+
+    residual = bool(loaded.config.skip)
+    trained_path = twin_run_path(loaded)  # a run whose twin was trained beside it
+    modes = ["methods", "twin", *(["trained"] if trained_path else [])]
+    if st.session_state.get(state.ATTR_GRID_MODE) not in modes:
+        st.session_state[state.ATTR_GRID_MODE] = "methods"
+    titles = {
+        "methods": "methods",
+        "twin": f"vs {counterpart_name(residual, False)}",
+        "trained": f"vs {counterpart_name(residual, True)}",
+    }
     c1, c2, c3 = st.columns(3)
     mode = c1.radio(
         "Columns",
-        ["methods", "twin"],
+        modes,
         key=state.ATTR_GRID_MODE,
-        horizontal=True,
-        format_func={"methods": "methods", "twin": "with vs without shortcuts"}.__getitem__,
+        format_func=titles.__getitem__,
+        help="Methods side by side; or this network next to its own weights with the shortcuts cut "
+        "(a broken network: what the shortcuts do inside this one); or, for a run, next to the "
+        "twin trained without shortcuts in the same session (a working network).",
     )
     idx = (
         c2.selectbox(
@@ -352,10 +468,16 @@ def _comparison(
         st.info("Choose at least one layer and one method.")
         return
     idx = int(idx or 0)
-    twin = _twin(model_key, loaded.model) if mode == "twin" else None
+    twin = None
+    if mode == "twin":
+        twin = _twin(model_key, loaded.model)
+    elif mode == "trained":
+        twin = _trained_twin(trained_path, loaded.name)
+    twin_key = counterpart_name(residual, mode == "trained") if twin is not None else "methods"
     with st.spinner("Computing the grid…"):
         cells = _grid(
             model_key,
+            twin_key,
             images[idx].digest,
             tuple(layers),
             tuple(methods),
@@ -371,16 +493,17 @@ def _comparison(
         key=f"{K}grid_chart",
         config={"displaylogo": False},
     )
-    st.caption(
-        f"Every cell explains class {markdown_text(repr(result.target_labels[idx]))}, "
-        "the class of the view above."
-    )
+    label = markdown_text(repr(result.target_labels[idx]))
+    said = f"Every cell explains class {label}, the class of the view above."
+    if twin is not None:
+        said = f"{counterpart_caption(residual, mode == 'trained')} {said}"
+    st.caption(said)
 
 
 def _controls(loaded, choices, names):
     """Method, layer, class, opacity and colormap widgets: ``(spec, layer, target, opacity, colormap)``."""
     from resviz.analysis.attribution import default_layer
-    from resviz.analysis.methods import METHODS, get_method
+    from resviz.analysis.methods import METHOD_TABLE, METHODS, get_method
     from resviz.plots.attribution import COLORMAPS
 
     model, num_classes = loaded.model, loaded.config.num_classes
@@ -388,12 +511,12 @@ def _controls(loaded, choices, names):
     if st.session_state.get(state.ATTR_METHOD, "gradcam") not in METHODS:
         st.session_state[state.ATTR_METHOD] = "gradcam"
     method = c1.selectbox(
-        "Method",
+        f"Method ({len(METHOD_TABLE)})",
         list(METHODS),
         key=state.ATTR_METHOD,
         format_func=METHODS.__getitem__,
-        help="The per-channel CAMs (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM) say their cost before running; "
-        "the README lists every cost.",
+        help=f"{len(METHOD_TABLE)} methods. The per-channel CAMs (Score-CAM, SS-CAM, IS-CAM, "
+        "Ablation-CAM) say their cost before running; the README lists every cost.",
     )
     spec = get_method(method)
     # A new model resets the layer to its own default (its last stage) unless the user picked
@@ -419,15 +542,21 @@ def _controls(loaded, choices, names):
         return f"{t}: {names[t]}" if names and t < len(names) else f"{t}: {loaded.class_name(t)}"
 
     target = c3.selectbox(
-        "Class to explain", range(PREDICTED, num_classes), key=state.ATTR_TARGET, format_func=label
+        "Class to explain",
+        range(PREDICTED, num_classes),
+        key=state.ATTR_TARGET,
+        format_func=label,
+        disabled=not spec.uses_class,
+        help=None if spec.uses_class else f"{spec.label} gives the same map for every class.",
     )
+    st.caption(f"**{spec.label}**: {spec.about} Cost per image: {spec.cost_text}.")
     c4, c5 = st.columns(2)
     opacity = c4.slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key=state.ATTR_OPACITY)
     colormap = c5.selectbox("Colormap", COLORMAPS, key=state.ATTR_COLORMAP)
     return (
         spec,
         (layer if spec.needs_layer else None),
-        (None if target == PREDICTED else int(target)),
+        (None if target == PREDICTED or not spec.uses_class else int(target)),
         opacity,
         colormap,
     )
@@ -444,7 +573,7 @@ def main() -> None:
     try:
         from resviz.analysis.attribution import class_names_for, layer_choices
         from ui.images import image_picker
-        from ui.models import current_choice, current_model
+        from ui.models import current_choice, current_model, show_photo_notice
 
         choice = current_choice()
         loaded = current_model(choice)
@@ -456,6 +585,7 @@ def main() -> None:
         if not images:
             st.info("Pick a sample image or upload one or more photos.")
             return
+        show_photo_notice(loaded, images)
         choices = layer_choices(loaded.model)
         spec, layer, target, opacity, colormap = _controls(loaded, choices, names)
         options = _method_options(spec, loaded.preprocessing.crop)
@@ -467,6 +597,8 @@ def main() -> None:
                 digests = tuple(im.digest for im in images)
                 pils = [im.image for im in images]
                 result = _attribution(model_key, digests, spec.name, layer, target, options, loaded, pils)
+                if spec.name == "integrated_gradients" and st.session_state.get(state.ATTR_IG_AUTO, True):
+                    result = _until_complete(result, model_key, digests, target, options, loaded, pils)
         if result is not None:  # None: a forward-pass CAM not run yet
             prep = loaded.preprocessing
             views = [_view(im.digest, repr(prep), prep, im.image) for im in images]

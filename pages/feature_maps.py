@@ -1,9 +1,10 @@
 """Feature Maps: what every layer computes for an image, and, at each block, what the skip adds.
 
 One forward pass per (image, model) captures every block's F(x), shortcut and output plus the
-depth statistics of the network and its plain twin; it is cached (shared by sessions, arrays
-read-only), so switching layers or channels only redraws. Any other module by name costs one more
-cached pass.
+depth statistics of the network and of its shortcuts cut (same weights); it is cached (shared by
+sessions, arrays read-only), so switching layers or channels only redraws. Any other module by
+name costs one more cached pass. A run whose twin was trained beside it can be compared with that
+plain twin (trained) instead.
 """
 
 from __future__ import annotations
@@ -201,16 +202,55 @@ def _draw_block(model, acts, block: str, shown: list[int], key: tuple) -> None:
     st.plotly_chart(figure, key="feat_block_fig")
 
 
-def _draw_depth(digest: str, choice, base: dict[str, object]) -> None:
-    """Depth statistics of the network against its plain twin."""
+@st.cache_resource(show_spinner="Loading the plain twin trained beside this run…", max_entries=2)
+def _trained_twin(path: str, name: str):
+    """The twin trained in the same session as the sidebar's run (read-only, shared)."""
+    from resviz.models import twin_name
+    from resviz.models.weights import load_model
+
+    return load_model(twin_name(name), path)
+
+
+@st.cache_resource(show_spinner="Running the trained twin on the image…", max_entries=6, ttl=3600)
+def _trained_depth(digest: str, choice: object, path: str, _loaded: object, _image: object):
+    """Depth statistics of the sidebar's run and of its trained twin, for one image."""
+    from resviz.analysis.features import twin_statistics
+
+    twin = _trained_twin(path, _loaded.name)  # type: ignore[attr-defined]
+    x = _loaded.preprocessing.tensor([_image])  # type: ignore[attr-defined]
+    return twin_statistics(_loaded.model, x, twin=twin.model)  # type: ignore[attr-defined]
+
+
+def _draw_depth(digest: str, choice, base: dict[str, object], loaded, image) -> None:
+    """Depth statistics of the network against a counterpart: its own weights with the shortcuts
+    cut, or (for a run whose twin was trained beside it) that trained twin, as the user picks."""
+    from resviz.analysis.pairs import counterpart_caption, counterpart_name, twin_run_path
     from resviz.plots.features import depth_figure
 
-    st.subheader("Along the depth: residual vs plain twin")
+    residual = bool(loaded.config.skip)
+    path = twin_run_path(loaded)
+    kind = "cut"
+    if path is not None:
+        kind = st.radio(
+            "Compare with",
+            ["cut", "trained"],
+            key=state.FEAT_TWIN,
+            horizontal=True,
+            format_func=lambda k: counterpart_name(residual, k == "trained"),
+            help="The same weights with the shortcuts cut show what the shortcuts do inside this "
+            "network; the twin trained without them shows what training found instead.",
+        )
+    trained = kind == "trained"
+    st.subheader(f"Along the depth: this network vs {counterpart_name(residual, trained)}")
     st.caption(
-        "The plain twin has the same weights with every shortcut removed. "
-        "||F(x)|| / ||x|| says how much each block changes its input."
+        counterpart_caption(residual, trained)
+        + " ||F(x)|| / ||x|| says how much each block changes its input."
     )
-    figure = _figure("depth", (digest, choice), lambda: depth_figure(base["residual"], base["plain"]))
+    if trained:
+        pair = _trained_depth(digest, choice, path, loaded, image.image)
+        figure = _figure("depth_trained", (digest, choice, path), lambda: depth_figure(*pair))
+    else:
+        figure = _figure("depth", (digest, choice), lambda: depth_figure(base["residual"], base["plain"]))
     st.plotly_chart(figure, key="feat_depth_fig")
 
 
@@ -247,7 +287,7 @@ def _render(loaded, image) -> None:  # LoadedModel, LoadedImage
     choice = current_choice()
     base = _base(image.digest, choice, loaded, image.image)
     _layer_view(loaded, image, choice, options, base)
-    _draw_depth(image.digest, choice, base)
+    _draw_depth(image.digest, choice, base, loaded, image)
 
 
 @st.fragment
@@ -298,7 +338,7 @@ def main() -> None:
     )
     from resviz.errors import ResvizError
     from ui.images import image_picker
-    from ui.models import current_model, show_model_banner
+    from ui.models import current_model, show_model_banner, show_photo_notice
 
     with st.expander("Image", expanded=True):
         images = image_picker(state.FEAT_IMAGE_PREFIX, multiple=False)
@@ -308,6 +348,7 @@ def main() -> None:
     try:
         loaded = current_model()
         show_model_banner(loaded)
+        show_photo_notice(loaded, images)
         _render(loaded, images[0])
     except ResvizError as exc:
         st.error(markdown_text(exc))

@@ -21,14 +21,16 @@ from ui.shell import ensure_entry_point
 ensure_entry_point()
 
 MAX_TRAINERS = 3  # training runs kept per session (each holds two models)
-MODEL_SOURCES = {"seed": "fresh twins from a seed", "sidebar": "the sidebar's model and its twin"}
+MODEL_SOURCES = {"seed": "fresh twins from a seed", "sidebar": "the sidebar's model and its counterpart"}
 
 
 def main() -> None:
     st.title("Gradient Flow")
     st.caption(
-        "Does the gradient still reach the first layers? The same depth, initialization seed and batch, "
-        "with and without shortcuts: the shortcut is the only difference between the two networks. "
+        "Does the gradient still reach the first layers? **Fresh twins from a seed** have the same depth, "
+        "initialization seed and batch, with and without shortcuts: there the shortcut is the only "
+        "difference. **The sidebar's model** is compared with its plain twin (trained) when its run has "
+        "one (then the two also trained apart), else with its shortcuts cut (same weights). "
         "With BatchNorm the plain net's gradients grow toward the input rather than vanish; they shrink "
         "only without it."
     )
@@ -42,7 +44,8 @@ def main() -> None:
             format_func=MODEL_SOURCES.get,
             horizontal=True,
             help="The sidebar's model (a saved training run, a checkpoint, ImageNet weights) is copied, "
-            "never changed; its twin has the same weights with the shortcuts flipped.",
+            "never changed; its counterpart is the plain twin (trained) beside it in the same session, "
+            "or, without one, its shortcuts cut (same weights).",
         )
         twins, batch = _settings(fixed_model=which == "sidebar")
         device = st.session_state.get(state.DEVICE, "auto")
@@ -71,8 +74,9 @@ def _settings(fixed_model: bool = False):
     with st.container(border=True):
         if fixed_model:
             st.caption(
-                "The sidebar's model brings its own architecture and weights: the greyed-out knobs "
-                "describe the seed-built twins, used as set by the **Depth sweep** and **Training** tabs."
+                "The sidebar's model brings its own architecture, weights and data: the greyed-out knobs "
+                "(the batch's images, loss and input size included) describe the seed-built twins, used "
+                "as set by the **Depth sweep** and **Training** tabs. Batch size and seed apply to both."
             )
         c1, c2, c3, c4 = st.columns(4)
         with c1:
@@ -82,7 +86,7 @@ def _settings(fixed_model: bool = False):
         with c3:
             zero, scale = _taming_widgets(fixed_model)
         with c4:
-            source, labels, batch_size, size = _batch_widgets()
+            source, labels, batch_size, size = _batch_widgets(fixed_model)
     twins = TwinSettings(
         depth=int(depth),
         imagenet=family == "imagenet",
@@ -162,17 +166,25 @@ def _taming_widgets(disabled: bool = False):
     return zero, scale
 
 
-def _batch_widgets():
+def _batch_widgets(fixed_model: bool = False):
+    """Batch widgets; with ``fixed_model`` the images, loss and size are the model's own (greyed)."""
     from resviz.analysis.batches import BATCH_SOURCE_DETAILS, BATCH_SOURCES, LABEL_KINDS
 
     details = " ".join(f"**{BATCH_SOURCES[k]}**: {text}." for k, text in BATCH_SOURCE_DETAILS.items())
     source = st.selectbox(
-        "Batch", list(BATCH_SOURCES), key=state.GRAD_SOURCE, format_func=BATCH_SOURCES.get, help=details
+        "Batch",
+        list(BATCH_SOURCES),
+        key=state.GRAD_SOURCE,
+        format_func=BATCH_SOURCES.get,
+        help=details,
+        disabled=fixed_model,
     )
-    labels = st.radio("Loss", list(LABEL_KINDS), key=state.GRAD_LABELS, format_func=LABEL_KINDS.get)
+    labels = st.radio(
+        "Loss", list(LABEL_KINDS), key=state.GRAD_LABELS, format_func=LABEL_KINDS.get, disabled=fixed_model
+    )
     b1, b2 = st.columns(2)
     batch_size = b1.selectbox("Batch size", [4, 8, 16, 32, 64, 128], index=3, key=state.GRAD_BATCH)
-    size = b2.selectbox("Input size", [16, 32, 64, 128], index=1, key=state.GRAD_SIZE)
+    size = b2.selectbox("Input size", [16, 32, 64, 128], index=1, key=state.GRAD_SIZE, disabled=fixed_model)
     return source, labels, batch_size, size
 
 
@@ -187,16 +199,20 @@ def _loaded_profile(choice_key: str, batch_size: int, seed: int, device: str, _l
 
 
 def _sidebar_model(batch, device: str) -> None:
+    from resviz.analysis.pairs import counterpart_caption, counterpart_name, twin_run_path
     from ui.models import current_choice, current_model, show_model_banner
 
     loaded = current_model()
     show_model_banner(loaded)
+    residual, trained = bool(loaded.config.skip), twin_run_path(loaded) is not None
     st.caption(
-        "A copy of the sidebar's model and its counterpart (for a training run, the twin trained beside "
-        "it; otherwise the same weights with the shortcuts flipped), in train mode on one batch that "
-        "fits the model. The batch size and seed above apply."
+        f"{counterpart_caption(residual, trained)} A copy of each, in train mode, on one batch that fits "
+        "the model (a run's held-out images with their true labels; otherwise random inputs and labels). "
+        "The batch size and seed above apply."
     )
-    with st.spinner(f"Forward and backward pass of {loaded.name} and its twin…"):
+    with st.spinner(
+        f"Forward and backward pass of {loaded.name} and its {counterpart_name(residual, trained)}…"
+    ):
         pair = _loaded_profile(repr(current_choice()), batch.batch_size, batch.seed, device, loaded)
     st.caption(f"Measured: {markdown_text(pair.source)}.")
     _show_pair(pair)
@@ -309,7 +325,6 @@ def _set_pending(value: bool) -> None:
 
 def _training(twins, batch, device: str) -> None:
     from resviz.analysis.twin_training import TwinTrainer, training_rows
-    from resviz.plots import gradients as gp
 
     st.caption(
         "Both twins train side by side on the same batches: SGD with momentum 0.9 and weight decay 1e-4, "
@@ -343,26 +358,63 @@ def _training(twins, batch, device: str) -> None:
             trainers[key] = trainer
             while len(trainers) > MAX_TRAINERS:
                 trainers.pop(next(iter(trainers)))
-        target = int(steps)
-        bar = st.progress(trainer.steps_done / target, text="Training…")
-        # One step per chunk: a click on Stop (or any widget) interrupts the script at the next
-        # progress update, after a whole step; the trainer in session state keeps every step so far.
-        while trainer.steps_done < target:
-            trainer.step(1)
-            bar.progress(trainer.steps_done / target, text=f"Step {trainer.steps_done} of {target}")
-        bar.empty()
+        _train_drawing(trainer, int(steps))
     if trainer is None or trainer.steps_done == 0:
         st.info("Press **Train** to train both twins; the charts fill in as steps run.")
         return
     if stop or trainer.steps_done < int(steps):
         st.info(f"Stopped at step {trainer.steps_done} of {int(steps)}. Press **Train** to continue.")
-    run = trainer.result()
-    st.plotly_chart(gp.loss_figure(run), key="grad_chart_loss")
+    _draw_training(trainer.result(), st.container())
+    _download("Training record (CSV)", training_rows(trainer.result()), "gradient_training")
+
+
+REDRAW_S = 1.0  # while training, the charts are redrawn at most this often (a redraw costs ~0.1 s)
+
+
+def _train_drawing(trainer, target: int) -> None:
+    """Train to ``target`` steps one step at a time, with a bar that says the time left and the
+    charts redrawn as the steps come in.
+
+    A click on Stop (or any widget) interrupts the script at the next progress update, after a
+    whole step; the trainer in session state keeps every step so far.
+    """
+    import time
+
+    bar = st.progress(trainer.steps_done / target, text="Training: the first step is timed…")
+    charts = st.empty()
+    start, first, last_draw = time.perf_counter(), trainer.steps_done, 0.0
+    while trainer.steps_done < target:
+        trainer.step(1)
+        now = time.perf_counter()
+        per_step = (now - start) / (trainer.steps_done - first)
+        left = per_step * (target - trainer.steps_done)
+        bar.progress(
+            trainer.steps_done / target,
+            text=f"Step {trainer.steps_done} of {target}: {per_step:.2g} s a step, about {left:.0f} s left",
+        )
+        if now - last_draw >= REDRAW_S or trainer.steps_done == target:
+            _draw_training(trainer.result(), charts.container(), live=f"_live{trainer.steps_done}")
+            last_draw = time.perf_counter()
+    bar.empty()
+    charts.empty()  # drawn once more below, with their downloads
+
+
+def _draw_training(run, where, live: str = "") -> None:
+    """The loss chart and the two gradient heatmaps of a training record, into ``where``; ``live``
+    suffixes the keys of a redraw during the loop (each redraw is a new element: no key twice)."""
+    from resviz.plots import gradients as gp
+
+    suffix = live
     zrange = gp.heatmap_range(run)
-    h1, h2 = st.columns(2)
-    h1.plotly_chart(gp.training_heatmap(run, "residual", zrange=zrange), key="grad_chart_heat_res")
-    h2.plotly_chart(gp.training_heatmap(run, "plain", zrange=zrange), key="grad_chart_heat_plain")
-    _download("Training record (CSV)", training_rows(run), "gradient_training")
+    with where:
+        st.plotly_chart(gp.loss_figure(run), key=f"grad_chart_loss{suffix}")
+        h1, h2 = st.columns(2)
+        h1.plotly_chart(
+            gp.training_heatmap(run, "residual", zrange=zrange), key=f"grad_chart_heat_res{suffix}"
+        )
+        h2.plotly_chart(
+            gp.training_heatmap(run, "plain", zrange=zrange), key=f"grad_chart_heat_plain{suffix}"
+        )
 
 
 main()

@@ -4,10 +4,14 @@ from ui.shell import ensure_entry_point
 
 ensure_entry_point()
 
+from pathlib import Path
+
 import streamlit as st
 
+from resviz.analysis.methods import METHOD_TABLE  # the table only: no torch
 from resviz.models import list_models
 from resviz.plots.architecture import block_figure
+from ui.models import WEIGHT_LABELS, current_choice
 
 st.title("resviz: why skip connections work")
 st.markdown(
@@ -21,6 +25,21 @@ st.markdown(
     "If the identity is what is needed, the block only has to push $\\mathcal{F}$ to zero, which is "
     "easy; and the gradient flows back through the $+\\,x$ untouched. Every network here also has a "
     "**plain twin**: the same layers with the shortcut removed, so you can see what the $+\\,x$ changes."
+)
+
+st.subheader("Start here")
+_choice = current_choice()
+if _choice.weights == "run" and _choice.run_path:
+    _loaded_text = (
+        f"The sidebar has a **trained** network loaded: **{_choice.name}** from the saved run "
+        f"*{Path(_choice.run_path).name}* (a bundled demo run is trained beside its plain twin on a "
+        "small synthetic shapes dataset)."
+    )
+else:
+    _loaded_text = f"The sidebar has **{_choice.name}** with {WEIGHT_LABELS[_choice.weights].lower()}."
+st.markdown(
+    f"{_loaded_text} Every page uses the sidebar's model. Try first: **Attribution** on a sample "
+    "image (where does the network look?), then **Why it works** (what the shortcut changes)."
 )
 
 left, right = st.columns(2)
@@ -52,19 +71,19 @@ for col, (family, (title, text)) in zip(cols, families.items()):
     col.metric(title, f"{residual} networks")
     col.caption(f"**Each with its plain twin ({residual} more).** {text}")
 
-st.subheader("A short tour")
-tour = [
+st.subheader("Every page")
+TOUR = [
     (
         "pages/architecture.py",
         "Architecture",
-        "tables and charts of any variant, its shortcuts drawn, "
-        "and how it compares with VGG, GoogLeNet, MobileNet and DenseNet.",
+        "tables and charts of any variant, its shortcuts drawn, and how it compares with VGG, "
+        "GoogLeNet, MobileNet and DenseNet (sizes and published ImageNet accuracy).",
     ),
     (
         "pages/feature_maps.py",
         "Feature Maps",
-        "what every layer computes on your image, and at each "
-        "block the branch F(x), the shortcut x and their sum.",
+        "what every layer computes on your image, and at each block the branch F(x), the shortcut x "
+        "and their sum.",
     ),
     (
         "pages/gradient_flow.py",
@@ -74,17 +93,68 @@ tour = [
     (
         "pages/attribution.py",
         "Attribution",
-        "Grad-CAM and friends on your photos: where does the "
-        "network look, at each depth, with and without shortcuts?",
+        f"Grad-CAM and {len(METHOD_TABLE) - 1} other methods on your photos: where does the network "
+        "look, at each depth, with and without shortcuts, and which map can be trusted.",
     ),
     (
         "pages/training_lab.py",
         "Training Lab",
         "train plain and residual nets side by side and watch the degradation problem happen.",
     ),
+    (
+        "pages/runs.py",
+        "Runs",
+        "the saved training runs: their curves side by side, rename, delete, download.",
+    ),
+    (
+        "pages/why_it_works.py",
+        "Why it works",
+        "the arguments for shortcuts, each measured: gradients at depth, shattered gradients, "
+        "networks as ensembles of short paths, lesions, the loss landscape.",
+    ),
 ]
-for path, label, text in tour:
+for path, label, text in TOUR:
     link, desc = st.columns([1, 4])
     link.page_link(path, label=label)
+    desc.markdown(text)
+
+st.subheader("A lecture path")
+st.caption("One route through the app for a class, each stop with what to look for.")
+LECTURE = [
+    (
+        "pages/architecture.py",
+        "Architecture",
+        "a residual block is a plain block plus one addition: compare the parameter counts side by side.",
+    ),
+    (
+        "pages/training_lab.py",
+        "Training Lab",
+        "train a deep plain net and its residual twin: which one has the higher training error?",
+    ),
+    (
+        "pages/gradient_flow.py",
+        "Gradient Flow",
+        "each twin's first/last gradient ratio, then the depth sweep: where does the plain net's "
+        "gradient go?",
+    ),
+    (
+        "pages/feature_maps.py",
+        "Feature Maps",
+        "at a block, F(x) next to the shortcut x: how large is the correction each block adds?",
+    ),
+    (
+        "pages/attribution.py",
+        "Attribution",
+        "where the trained net looks; then the grid against its shortcuts cut (same weights).",
+    ),
+    (
+        "pages/why_it_works.py",
+        "Why it works",
+        "delete one block from each twin (Lesion): what does each lose? Then the paths view.",
+    ),
+]
+for n, (path, label, text) in enumerate(LECTURE, start=1):
+    link, desc = st.columns([1, 4])
+    link.page_link(path, label=f"{n}. {label}")
     desc.markdown(text)
 st.caption("Pick the model in the sidebar: every page uses it.")

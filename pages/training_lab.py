@@ -30,8 +30,9 @@ WIDTH_LABELS = {
     "reduced": "reduced 8/16/32 (4x faster)",
     "tiny": "tiny 4/8/16 (for a quick look)",
 }
+CPU_MINUTES = (1, 2)  # the CPU default's measured time on 2 cores; other settings are scaled from it
 PRESET_LABELS = {
-    "cpu": "CPU default: digits, 300 steps (1-2 minutes on 2 cores)",
+    "cpu": "CPU default: digits, 300 steps, 4 networks",
     "shapes": "Shapes with masks: 400 steps, reduced widths, Grad-CAM pointing game",
     "paper": "Paper scale: CIFAR-10, 64k steps (for a GPU)",
 }
@@ -127,6 +128,31 @@ def _apply_preset() -> None:
     st.session_state.pop(state.TRAIN_SIZE, None)  # back to the dataset's own default size
 
 
+def _time_estimate() -> str | None:
+    """The settings' training time on 2 cores, scaled from the CPU default's measured 1-2 minutes by
+    steps x layers x width squared (None while the form is half-filled)."""
+    from resviz.errors import ResvizError
+    from resviz.models import get_config
+    from resviz.training import PRESETS
+
+    try:
+        cfg = _config()
+    except (ResvizError, KeyError, ValueError):
+        return None
+
+    def work(c) -> float:
+        width = (c.widths or (16,))[0] / 16
+        return c.steps * sum(get_config(m).depth for m in c.models) * width**2
+
+    ratio = work(cfg) / work(PRESETS["cpu"])
+    lo, hi = (m * ratio for m in CPU_MINUTES)
+    when = f"{lo * 60:.0f}-{max(1.0, hi * 60):.0f} seconds" if hi < 2 else f"{lo:.0f}-{hi:.0f} minutes"
+    return (
+        f"These settings ({cfg.dataset}, {cfg.steps} steps, {len(cfg.models)} networks): about {when} "
+        "on 2 cores (scaled from the CPU default's 1-2 minutes; a GPU is much faster)."
+    )
+
+
 def _settings(running: bool) -> bool:
     """Draw the settings; True when they describe a run that can start."""
     from resviz.datasets import DATASETS
@@ -200,6 +226,8 @@ def _settings(running: bool) -> bool:
 
         check_inside(folder, _folder_root())  # outside the data root: one sentence, whether it exists or not
     _config()  # a bad combination shows its sentence now, not at the click
+    if (estimate := _time_estimate()) is not None:
+        st.caption(estimate)
     return True
 
 
@@ -310,8 +338,8 @@ def _results(job) -> None:
     if not job.results:
         return
     st.subheader("Results")
-    if job.status == "stopped":
-        st.info(f"Stopped after {job.step} of {job.config.steps} steps; what was trained is kept.")
+    if job.status == "stopped" and not job.stopped_early:  # stopped early: _saving says it, once
+        st.info(f"Stopped after {job.step} of {job.config.steps} steps; what was trained is saved.")
     curves = {r.name: r.curves for r in job.results}
     if diverged := {n: c.diverged_at for n, c in curves.items() if c.diverged_at is not None}:
         st.warning(
@@ -358,8 +386,8 @@ def _saving(job) -> None:
         )
     elif job.stopped_early:
         st.info(
-            f"Stopped early ({job.step} of {job.config.steps} steps): the models were not saved. "
-            "Keep them anyway?"
+            f"Stopped after {job.step} of {job.config.steps} steps, too early to be saved on its own: "
+            "these models live in this session only. Save them anyway?"
         )
         from resviz.sharing import owns
         from ui.sharing import session_id

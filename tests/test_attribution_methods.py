@@ -161,7 +161,7 @@ def test_comparison_cells_match_single_calls_and_the_twin():
     both = comparison_cells(model, x, layers, ["gradcam"], target=2, twin=twin)
     plain = gradient_cams(twin, x, layers, ["gradcam"], target=2)
     np.testing.assert_allclose(
-        both[("layer3", "without shortcuts")], plain[("layer3", "gradcam")].maps[0], atol=1e-6
+        both[("layer3", "shortcuts cut (same weights)")], plain[("layer3", "gradcam")].maps[0], atol=1e-6
     )
     assert hook_count(model) == 0 and hook_count(twin) == 0
 

@@ -19,6 +19,7 @@ from resviz.analysis.faithfulness import (
     forward_passes,
     pointing_hits,
 )
+from resviz.analysis.faithfulness_report import RELATIVE
 from resviz.analysis.road import ALL_PERCENTILES, impute, road
 from resviz.cli import main
 from resviz.hooks import hook_count
@@ -220,7 +221,12 @@ def test_evaluate_scores_every_method_and_leaves_the_models_as_they_were(pair):
     # Every curve starts (deletion) and ends (insertion) at the unperturbed image's probability.
     np.testing.assert_allclose(report.deletion[..., 0], report.insertion[..., -1], atol=1e-5)
     rows = report.rows()
-    assert len(rows) == 6 and set(rows[0]) == {"net", "method", *METRICS, "seconds"}
+    assert len(rows) == 6 and set(rows[0]) == {"net", "method", *METRICS, *RELATIVE, "seconds"}
+    # Relative to the starting probability: each image's AUC over its deletion curve's first point.
+    k = list(METRICS).index("deletion_auc")
+    by_hand = (report.scores[1, 2, k] / report.deletion[1, 2, :, 0]).mean()
+    assert report.relative()[1, 2, 0] == pytest.approx(by_hand, rel=1e-4)
+    assert rows[5]["deletion_rel"] == pytest.approx(by_hand, rel=1e-3)
     assert report.to_csv().count("\n") == 7
     doc = json.loads(json.dumps(report.to_dict()))
     assert doc["nets"] == ["resnet8", "plain8"] and len(doc["deletion_mean"][0][0]) == 5

@@ -302,7 +302,7 @@ def test_tile_labels_are_black_on_light_tiles_and_white_on_dark_ones():
 def test_depth_figure_overlays_residual_and_plain(tiny, x):
     fig = depth_figure(*twin_statistics(tiny, x))
     assert len(fig.data) == 8
-    assert {t.name for t in fig.data} == {"residual", "plain twin"}
+    assert {t.name for t in fig.data} == {"with shortcuts", "shortcuts cut (same weights)"}
 
 
 def test_mosaic_png_decodes():

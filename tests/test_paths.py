@@ -136,7 +136,13 @@ def test_figure_has_counts_gradients_and_the_effective_range():
     assert list(fig.data[1].y) == pytest.approx(study.untrained.grad.tolist())
     lo, hi = study.untrained.effective
     assert f"effective paths {lo}-{hi}" in fig.data[2].name
-    assert fig.layout.shapes and fig.layout.shapes[0].x0 == lo - 0.5
+    # The range is a labelled bar of its own (issue 21: two shaded bands read as one).
+    bar = fig.data[3]
+    assert list(bar.x) == [lo - 0.4, hi + 0.4] and bar.text[-1] == f"untrained: {lo}-{hi}"
+    # On the log axis no lower error bar reaches zero: at most nine tenths of the mean.
+    minus = np.asarray(fig.data[1].error_y.arrayminus)
+    assert (minus <= 0.9 * study.untrained.grad + 1e-12).all()
+    assert list(fig.data[1].error_y.array) == pytest.approx(study.untrained.grad_std.tolist())
 
 
 def test_cli_json_and_bad_input(capsys):

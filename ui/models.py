@@ -50,6 +50,7 @@ def _residual_names() -> list[str]:
     return [s.name for s in list_models(plain=False)]
 
 
+DEVICE_HELP = "auto = CUDA if present, else Apple MPS, else the CPU."
 CHECKPOINT_MAX_MB = 600  # the largest zoo variant's float32 state dict (Wide ResNet-101-2) is 508 MB
 _UNAVAILABLE: dict[str, str] = {}  # variant -> why its ImageNet weights could not be had (this process)
 
@@ -69,14 +70,26 @@ def render_model_picker() -> ModelChoice:
         if notice := current().notice:  # one line on every page while the server is shared
             st.info(notice)
         st.subheader("Model")
-        name = st.selectbox(
-            "Variant",
-            names,
-            key=state.MODEL_NAME,
-            disabled=using_run,
-            help="Shared by every page. Tiny variants are fast; ImageNet ones can load pretrained weights.",
-        )
-        if not using_run:
+        if using_run:
+            # The greyed box shows the run's own variant, not the one picked before (which is kept,
+            # and back when another weights source is picked).
+            name = st.session_state[state.MODEL_NAME] = st.session_state[state.MODEL_NAME]
+            run_variant = _run_variant(runs) or name
+            st.selectbox(
+                "Variant",
+                [run_variant],
+                key=state.MODEL_RUN_VARIANT,
+                disabled=True,
+                help="A saved run brings its own variant; pick other weights to choose one here.",
+            )
+        else:
+            name = st.selectbox(
+                "Variant",
+                names,
+                key=state.MODEL_NAME,
+                help="Shared by every page. Tiny variants are fast; ImageNet ones can load pretrained "
+                "weights.",
+            )
             st.caption(get_spec(name).description)
         plain = st.toggle(
             "Plain twin (no shortcuts)",
@@ -86,11 +99,17 @@ def render_model_picker() -> ModelChoice:
         )
         built = twin_name(name) if plain else name
         weights = _weights_radio(built, bool(runs))
-        digest = _checkpoint_widget() if weights == "checkpoint" else None
+        digest = _checkpoint_widget(built) if weights == "checkpoint" else None
         run_path = None
         if weights == "run":
             run_path, built = _run_widget(runs)
     return ModelChoice(built, weights, digest, st.session_state.get(state.DEVICE, "auto"), run_path)
+
+
+def _run_variant(runs: list) -> str | None:
+    """The variant of the run the sidebar holds (before its picker is drawn)."""
+    path = st.session_state.get(state.TRAIN_RUN)
+    return next((r.name for r in runs if str(r.path) == path), runs[0].name if runs else None)
 
 
 def _default_to_demo(runs: list) -> None:
@@ -120,21 +139,35 @@ def _weights_radio(built: str, have_runs: bool) -> str:
     return st.radio("Weights", options, key=state.MODEL_WEIGHTS, format_func=label)
 
 
-def _checkpoint_widget() -> str | None:
-    """The checkpoint uploader; returns the kept file's digest (None before any upload)."""
+def _checkpoint_widget(built: str) -> str | None:
+    """The checkpoint uploader; returns the kept file's digest (None before any upload).
+
+    The file is loaded into ``built`` here, at once (and cached for the pages), so a checkpoint that
+    does not fit says so in the sidebar rather than on the next page.
+    """
     upload = st.file_uploader(
-        f"State dict (.pt, .pth or .safetensors, up to {CHECKPOINT_MAX_MB} MB)",
+        "State dict (.pt, .pth or .safetensors)",
         type=["pt", "pth", "safetensors"],
         key=state.CHECKPOINT,
-        max_upload_size=CHECKPOINT_MAX_MB,
+        max_upload_size=CHECKPOINT_MAX_MB,  # the uploader itself says this limit
     )
     if upload is not None:
         st.session_state[state.CHECKPOINT_FILE] = (upload.name, upload.getvalue())
     kept = st.session_state.get(state.CHECKPOINT_FILE)
     if kept is None:
         return None
-    st.caption(f"Using {markdown_text(kept[0])}")
-    return hashlib.sha256(kept[1]).hexdigest()[:16]
+    digest = hashlib.sha256(kept[1]).hexdigest()[:16]
+    from resviz.errors import ResvizError
+
+    choice = ModelChoice(built, "checkpoint", digest, st.session_state.get(state.DEVICE, "auto"))
+    try:
+        with st.spinner(f"Loading {markdown_text(kept[0])} into {built}…"):
+            _load(choice)
+    except ResvizError as exc:
+        st.error(markdown_text(exc))  # names the file and the variant ("... does not fit resnet56 ...")
+        return digest
+    st.caption(f"Using {markdown_text(kept[0])} in {built}.")
+    return digest
 
 
 def _run_widget(runs: list) -> tuple[str, str]:
@@ -179,10 +212,11 @@ def render_device_picker() -> None:
     """
     from ui.warmup import torch_ready
 
-    if not torch_ready():
+    if not torch_ready():  # Home on a fresh server: the choice, without torch (its device list)
         with st.sidebar:
             st.subheader("Device")
-            st.caption("Loading PyTorch…")
+            st.selectbox("Run on", ["auto"], key=state.DEVICE_WIDGET, disabled=True, help=DEVICE_HELP)
+            st.caption("auto: CUDA if present, else Apple MPS, else the CPU.")
         return
     from resviz.device import available_devices, configure_cpu_threads, describe_device, resolve_device
 
@@ -200,7 +234,7 @@ def render_device_picker() -> None:
             options,
             index=options.index(current) if current in options else 0,
             key=state.DEVICE_WIDGET,
-            help="auto = CUDA if present, else Apple MPS, else the CPU.",
+            help=DEVICE_HELP,
         )
         st.session_state[state.DEVICE] = choice
         st.caption(describe_device(resolve_device(choice)))
@@ -275,7 +309,8 @@ def current_model(choice: ModelChoice | None = None) -> LoadedModel:
 
         def report(done: int, total: int) -> None:
             frac = done / total if total else 0.0
-            bar.progress(min(frac, 1.0), text=f"Downloading {choice.name} weights: {done / 1e6:.0f} MB")
+            size = f" of {total / 1e6:.0f}" if total else ""
+            bar.progress(min(frac, 1.0), text=f"Downloading {choice.name} weights: {done / 1e6:.0f}{size} MB")
 
         from resviz.errors import WeightsUnavailableError
 
@@ -333,6 +368,22 @@ def _twin_warning(name: str, group: str, created: str, _loaded: LoadedModel) -> 
     from resviz.analysis.pairs import untrained_warning
 
     return untrained_warning(_loaded)  # keyed by the run's name, session and time, not the model
+
+
+def show_photo_notice(loaded: LoadedModel, images) -> None:
+    """One line where a photo meets a model trained on shapes or digits: what the model knows, that
+    its map shows what it reacts to and not what the photo is, and how to explain a photo."""
+    dataset = loaded.metadata.get("dataset") if loaded.weights == "run" else None
+    if dataset not in ("shapes", "digits") or all(im.true_class is not None for im in images):
+        return
+    names = ", ".join(loaded.class_names or ()) or f"{loaded.config.num_classes} classes"
+    crop = loaded.preprocessing.crop
+    who, known = markdown_text(loaded.name), markdown_text(names)
+    st.info(
+        f"{who} knows only {dataset} ({known}) at {crop}x{crop} pixels: on a photo its map shows "
+        "what it reacts to, not what the photo is. To explain a photo, pick ImageNet weights (one "
+        "download) or a checkpoint in the sidebar."
+    )
 
 
 def _trained_choices(loaded: LoadedModel) -> str:

@@ -13,8 +13,12 @@ REFERENCE_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152
 PEER_MIN_SIZE = 64  # AlexNet and GoogLeNet cannot run on a smaller input
 
 
-def default_input_size(config) -> int:
-    """The input size a variant was designed for: Architecture's first input size."""
+def default_input_size(config, meta=None) -> int:
+    """Architecture's first input size: a run's own image size (its metadata's crop), else the
+    size the variant was designed for."""
+    crop = ((meta or {}).get("preprocessing") or {}).get("crop")
+    if crop:
+        return int(crop)
     return 224 if config.stem == "imagenet" else 32
 
 

@@ -6,6 +6,7 @@ Keys that belong to one page are grouped under that page's heading; shared ones 
 # --- shared: the model picker in the sidebar (rendered by app.py on every page) ---
 MODEL_NAME = "model_name"  # registered variant name of the residual network, e.g. "resnet18"
 MODEL_PLAIN = "model_plain"  # bool: use the plain twin instead
+MODEL_RUN_VARIANT = "model_run_variant"  # greyed selectbox: the saved run's own variant
 MODEL_WEIGHTS = "model_weights"  # "random" | "imagenet" | "checkpoint" | "run"
 CHECKPOINT = "checkpoint_upload"  # the sidebar's checkpoint file_uploader widget
 CHECKPOINT_FILE = "checkpoint_file"  # (filename, bytes) kept after the uploader forgets it
@@ -34,6 +35,7 @@ FEAT_GRID = "feat_grid"  # the grid's plotly chart (a click picks a channel)
 FEAT_GRID_CLICK = "feat_grid_click"  # the last click handled, so a stale one does not override the selectbox
 FEAT_ALLOW_LARGE = "feat_allow_large"  # checkbox: go ahead with a capture over the memory warning
 FEAT_DOWNLOAD_PNG = "feat_download_png"
+FEAT_TWIN = "feat_twin"  # radio: depth statistics against "cut" (same weights) | "trained" (the run's twin)
 FEAT_DOWNLOAD_NPZ = "feat_download_npz"
 
 # --- Gradient Flow page ---
@@ -125,15 +127,18 @@ ATTR_GET_PRETRAINED = "attr_get_pretrained"  # button: switch the sidebar to Ima
 ATTR_DOWNLOAD_PNG = "attr_download_png"  # + "_<i>": overlay PNG of image i
 ATTR_DOWNLOAD_NPZ = "attr_download_npz"  # all raw maps
 ATTR_GRID = "attr_grid"  # bool: show the comparison grid
-ATTR_GRID_MODE = "attr_grid_mode"  # "methods" | "twin"
+ATTR_GRID_MODE = "attr_grid_mode"  # "methods" | "twin" (shortcuts cut) | "trained" (trained twin)
 ATTR_GRID_IMAGE = "attr_grid_image"  # index of the image the grid explains
 ATTR_GRID_LAYERS = "attr_grid_layers"  # rows of the grid
 ATTR_GRID_METHODS = "attr_grid_methods"  # columns of the grid in "methods" mode
 ATTR_GRID_TWIN_METHODS = "attr_grid_twin_methods"  # gradient CAMs of the grid in "twin" mode
 ATTR_BATCH_SIZE = "attr_batch_size"  # Score-CAM / Ablation-CAM forward passes per batch
+ATTR_IG_AUTO = "attr_ig_auto"  # toggle: raise Integrated Gradients' steps until its completeness check passes
 ATTR_RUN = "attr_run"  # button: run a forward-pass CAM (its cost is said first)
 ATTR_RUN_PENDING = "attr_run_pending"  # set by the Run button's callback: the key of the run asked for
 ATTR_STOP = "attr_stop"  # button: stop a running forward-pass CAM (its click's rerun interrupts it)
+ATTR_PROGRESS = "attr_progress"  # (run key, done, total) forward passes of the running forward-pass CAM
+ATTR_STOPPED = "attr_stopped"  # set by Stop's callback: ATTR_PROGRESS when it was pressed (key None: idle)
 ATTR_SLOW_RESULTS = "attr_slow_results"  # {cache key: AttributionResult} of forward-pass CAMs, last few
 
 # --- Attribution page: faithfulness ---

@@ -9,6 +9,14 @@ and nothing is computed that the page would not compute itself with its default 
 
 Off when ``RESVIZ_WARMUP=0`` (the test suite: it would compete with the tests for the CPU).
 A failing step is logged and skipped: the page will compute, and report, the same thing itself.
+
+Imports are never made by two threads at once. Python's per-module import locks give up on what
+they take for a deadlock and hand one thread a half-imported module (seen here once:
+``partially initialized module 'pandas'`` in this thread while a page's plotly looked for pandas).
+So the libraries a page imports without asking (pandas and pyarrow for ``st.dataframe``, plotly's
+own look for pandas) are imported by the script thread that starts the warm-up, before the thread
+exists; and a page other than Home waits (:func:`wait_for_imports`) until the thread has imported
+torch and everything else it needs, which that page would otherwise be importing at the same time.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ _log = logging.getLogger("resviz.warmup")
 _started = threading.Lock()
 _thread: threading.Thread | None = None
 _torch_ready = threading.Event()
+_imports_done = threading.Event()
+IMPORT_WAIT_S = 120.0  # a page waits at most this long for the warm-up's imports, then goes on
 
 
 def enabled() -> bool:
@@ -36,8 +46,31 @@ def start() -> None:
         return
     with _started:
         if _thread is None:
+            _import_page_libraries()  # here, on the script thread: see the module docstring
             _thread = threading.Thread(target=_warm, name="resviz-warmup", daemon=True)
             _thread.start()
+
+
+def _import_page_libraries() -> None:
+    """What pages import implicitly (0.4 s, on the first visit's Home, after it is drawn)."""
+    import pandas  # noqa: F401  (st.dataframe's first call; plotly looks for it in every figure)
+    import plotly.graph_objects  # noqa: F401
+    import pyarrow  # noqa: F401
+
+
+def wait_for_imports(timeout: float = IMPORT_WAIT_S) -> bool:
+    """Block until the warm-up thread has made its imports (at once when it is off or done).
+
+    app.py calls it before every page but Home, which imports no torch: a page importing torch,
+    captum or resviz's analyses while the thread imports them risks a half-imported module or a
+    hang. Returns False when it gave up waiting (logged: the page then goes on anyway).
+    """
+    if _thread is None or _imports_done.is_set():
+        return True
+    if _imports_done.wait(timeout):
+        return True
+    _log.warning("a page waited %.0f s for the warm-up's imports and goes on without them", timeout)
+    return False
 
 
 def torch_ready() -> bool:
@@ -46,14 +79,25 @@ def torch_ready() -> bool:
 
 
 def _warm() -> None:
-    choice = default_choice()  # None when the demo run is not installed: the model steps do nothing
-    for step in (_import_torch, _default_model, _architecture, _gradient_flow, _why_it_works):  # nav order
-        start = time.perf_counter()
-        try:
-            step(choice)
-        except Exception:  # the page computes (and reports) the same thing itself
-            _log.warning("warm-up step %s failed", step.__name__, exc_info=True)
-        _log.info("warm-up %s: %.2f s", step.__name__, time.perf_counter() - start)
+    choice = None
+    try:
+        _timed(_import_torch, None)
+        choice = default_choice()  # None when the demo run is not installed: the model steps do nothing
+    except Exception:
+        _log.warning("warm-up could not find the demo run", exc_info=True)
+    finally:
+        _imports_done.set()
+    for step in (_default_model, _architecture, _gradient_flow, _why_it_works):  # nav order
+        _timed(step, choice)
+
+
+def _timed(step, choice) -> None:
+    start = time.perf_counter()
+    try:
+        step(choice)
+    except Exception:  # the page computes (and reports) the same thing itself
+        _log.warning("warm-up step %s failed", step.__name__, exc_info=True)
+    _log.info("warm-up %s: %.2f s", step.__name__, time.perf_counter() - start)
 
 
 def _import_torch(_choice) -> None:
@@ -68,8 +112,18 @@ def _import_torch(_choice) -> None:
     finally:
         _torch_ready.set()
     import captum.attr  # noqa: F401  (a second, on the first attribution otherwise)
-    import pandas  # noqa: F401  (st.dataframe's first call imports them: 0.4 s of a first visit)
-    import pyarrow  # noqa: F401
+
+    # Everything the later steps import, so that they only compute once pages may run.
+    import resviz.analysis.batches
+    import resviz.analysis.features
+    import resviz.analysis.pairs
+    import resviz.analysis.summary
+    import resviz.analysis.twins
+    import resviz.runs  # noqa: F401
+    import ui.models
+    import ui.sections.landscape
+    import ui.sections.story
+    import ui.shared_results  # noqa: F401
 
 
 def default_choice():
@@ -110,8 +164,9 @@ def _architecture(choice) -> None:
 
     if choice is None:
         return
-    config = ResNetConfig.from_dict(dict(read_metadata(choice.run_path)["variant_config"]))
-    size = default_input_size(config)
+    meta = read_metadata(choice.run_path)
+    config = ResNetConfig.from_dict(dict(meta["variant_config"]))
+    size = default_input_size(config, meta)
     summary_of(config, size, choice.name)
     twin, label = run_twin(config, choice.name)
     summary_of(twin, size, label)

@@ -283,7 +283,8 @@ def _captum(
         x = x.clone().requires_grad_(True)  # captum warns when it has to do this itself
         return GuidedGradCam(model, module).attribute(x, target=target, interpolate_mode="bilinear"), None
     if method == "saliency":
-        return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True), None
+        absolute = bool(getattr(opts, "absolute", True))
+        return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=absolute), None
     if method == "integrated_gradients":
         base = make_baseline(x, opts.baseline, preprocessing)
         ig = IntegratedGradients(model)
@@ -341,7 +342,7 @@ def _reduce(method: str, raw: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------- comparison grid
 
-SHORTCUT_COLUMNS = ("with shortcuts", "without shortcuts")
+SHORTCUT_COLUMNS = ("with shortcuts", "without shortcuts")  # the model's own column: residual, plain
 
 
 def comparison_cells(
@@ -354,8 +355,9 @@ def comparison_cells(
     options: Mapping[str, object] | None = None,
     preprocessing: Preprocessing | None = None,
     twin: nn.Module | None = None,
+    twin_label: str | None = None,
 ) -> dict[tuple[str, str], np.ndarray]:
-    """The comparison grid for one image: layers x methods, or the model vs its plain twin.
+    """The comparison grid for one image: layers x methods, or the model vs a counterpart.
 
     Every gradient CAM at every layer comes from one forward + one backward per network; other layer
     methods run once per layer, and input methods once (their cell is in the first row, the column
@@ -369,11 +371,14 @@ def comparison_cells(
         target: the class every cell explains (``None``: the model's prediction).
         options: method name -> its options dataclass (default: the method's defaults).
         preprocessing: for Integrated Gradients' "black" baseline.
-        twin: the residual<->plain twin: columns become the two networks (x each method).
+        twin: the residual<->plain counterpart: columns become the two networks (x each method).
+        twin_label: the counterpart's column title (default: :data:`resviz.analysis.pairs.CUT_TWIN`,
+            "shortcuts cut (same weights)", or its mirror for a plain model); the model's column
+            is "with shortcuts" or "without shortcuts".
 
     Returns:
-        ``{(layer, column): (H, W) map in [0, 1]}``; column titles are method labels, or
-        :data:`SHORTCUT_COLUMNS` (prefixed by the method's label when there are several).
+        ``{(layer, column): (H, W) map in [0, 1]}``; column titles are method labels, or the two
+        networks' titles (prefixed by the method's label when there are several).
     """
     layers, methods = list(layers), list(methods)
     if not layers or not methods:
@@ -387,8 +392,12 @@ def comparison_cells(
             raise AttributionError("The residual-vs-plain grid shows gradient CAMs; choose one.")
         if target is None:  # both networks explain the class the residual one predicts
             target = int(grad_cam(model, x, layers[0]).targets[0])
-        for net in (model, twin):
-            side = SHORTCUT_COLUMNS[0] if net.config.skip else SHORTCUT_COLUMNS[1]
+        from resviz.analysis.pairs import counterpart_name
+
+        residual = bool(model.config.skip)
+        ours = SHORTCUT_COLUMNS[0] if residual else SHORTCUT_COLUMNS[1]
+        theirs = twin_label or counterpart_name(residual, trained=False)
+        for net, side in ((model, ours), (twin, theirs)):
             for (layer, m), r in gradient_cams(net, x, layers, gradient, target=target).items():
                 cells[(layer, side if len(gradient) == 1 else f"{METHODS[m]}, {side}")] = r.maps[0]
         return cells

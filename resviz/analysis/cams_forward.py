@@ -227,9 +227,14 @@ def _weights(model, x, layer, method, opts, act, calls, logits, targets, progres
     return cams_score.is_cam_weights(net, x, act, targets, bs, counter, num_samples=samples)
 
 
-def probe_layer(model: nn.Module, layer: str, side: int, in_channels: int = 3) -> tuple[int, float]:
+def probe_layer(model: nn.Module, layer: str, side: int, in_channels: int | None = None) -> tuple[int, float]:
     """``(channels of the layer, seconds per forward pass of one image)``, measured on a batch of 8
-    zero images at ``side`` pixels: what a page needs to say a forward-pass CAM's cost before it runs."""
+    zero images at ``side`` pixels: what a page needs to say a forward-pass CAM's cost before it runs.
+
+    ``in_channels`` defaults to the model's own (a digits run takes 1-channel images: a 3-channel
+    probe failed there before the per-channel CAMs could run)."""
+    if in_channels is None:
+        in_channels = int(getattr(getattr(model, "config", None), "in_channels", 3))
     x = torch.zeros(8, in_channels, side, side)
     with _analysis_mode(model), torch.no_grad():
         _check_input(model, x)

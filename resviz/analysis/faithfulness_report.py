@@ -43,6 +43,16 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# The deletion and insertion AUCs divided by each network's starting probability (see
+# FaithfulnessReport.relative): columns of the table, not metrics of their own.
+RELATIVE: dict[str, Metric] = {
+    "deletion_rel": Metric("Deletion AUC / start", False, "deletion AUC over the intact image's probability"),
+    "insertion_rel": Metric(
+        "Insertion AUC / start", True, "insertion AUC over the intact image's probability"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class FaithfulnessReport:
     """Faithfulness of each attribution method on each network (A networks, M methods, N images).
@@ -99,15 +109,31 @@ class FaithfulnessReport:
         with np.errstate(invalid="ignore"):
             return _nanmean(self.scores[:, :, keep], axis=-1)
 
+    def relative(self) -> np.ndarray:
+        """``(A, M, 2)`` deletion and insertion AUC over each image's starting probability (the
+        class's probability on the intact image, the deletion curve's first point), averaged over
+        the images. A less confident network starts lower and has smaller areas whatever its maps,
+        so only these ratios compare networks with each other."""
+        start = self.deletion[..., :1]  # (A, M, N, 1)
+        k_del, k_ins = list(METRICS).index("deletion_auc"), list(METRICS).index("insertion_auc")
+        auc = np.stack([self.scores[:, :, k_del], self.scores[:, :, k_ins]], axis=-1)  # (A, M, N, 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(start > 1e-6, auc / np.maximum(start, 1e-6), np.nan)
+            return _nanmean(np.moveaxis(ratio, -1, -2), axis=-1)
+
     def rows(self) -> list[dict[str, object]]:
-        """One dict per (network, method): names, each metric's mean, seconds; for CSV and JSON."""
-        table = self.table()
+        """One dict per (network, method): names, each metric's mean, the two AUCs relative to the
+        starting probability (:meth:`relative`), seconds; for CSV and JSON."""
+        table, relative = self.table(), self.relative()
         out = []
         for a, net in enumerate(self.nets):
             for b, method in enumerate(self.methods):
                 row: dict[str, object] = {"net": net, "method": method}
                 for k, key in enumerate(self.metrics):
                     v = float(table[a, b, k])
+                    row[key] = None if np.isnan(v) else round(v, 5)
+                for k, key in enumerate(RELATIVE):
+                    v = float(relative[a, b, k])
                     row[key] = None if np.isnan(v) else round(v, 5)
                 s = float(self.seconds[a, b])
                 row["seconds"] = None if np.isnan(s) else round(s, 3)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -397,20 +397,29 @@ def depth_statistics(model: ResNet, x: Tensor, *, label: str = "") -> DepthStats
     )
 
 
-def twin_statistics(model: ResNet, x: Tensor) -> tuple[DepthStats, DepthStats]:
-    """Depth statistics of ``model`` and of its twin (shortcuts flipped, every shared weight equal).
+def twin_statistics(model: ResNet, x: Tensor, twin: ResNet | None = None) -> tuple[DepthStats, DepthStats]:
+    """Depth statistics of ``model`` and of a counterpart, each labelled for a legend.
 
-    The twin is a fresh copy (:func:`resviz.models.make_twin`), so the shared model is only read.
+    Args:
+        model: the network (only read).
+        x: ``(N, C, H, W)`` normalized images.
+        twin: the counterpart: the twin trained beside it (labelled
+            :data:`resviz.analysis.pairs.TRAINED_TWIN`); by default a fresh copy of ``model`` with
+            its shortcuts flipped and every shared weight equal (:data:`~resviz.analysis.pairs.CUT_TWIN`).
 
     Returns:
         ``(residual, plain)``, whichever of the two ``model`` is.
     """
+    from resviz.analysis.pairs import counterpart_name
     from resviz.models import make_twin
 
-    with model_lock(model):  # state_dict() must not interleave with another session's analysis
-        twin = make_twin(model).eval()
-    ours = depth_statistics(model, x)
-    theirs = depth_statistics(twin, x)
+    trained = twin is not None
+    if twin is None:
+        with model_lock(model):  # state_dict() must not interleave with another session's analysis
+            twin = make_twin(model).eval()
+    residual = bool(model.config.skip)
+    ours = replace(depth_statistics(model, x), label="with shortcuts" if residual else "without shortcuts")
+    theirs = replace(depth_statistics(twin, x), label=counterpart_name(residual, trained))
     return (theirs, ours) if ours.plain else (ours, theirs)
 
 

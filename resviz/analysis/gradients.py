@@ -344,15 +344,17 @@ def loaded_twin_profile(
 
 def _counterpart(loaded: LoadedModel, model: ResNet) -> tuple[ResNet, str]:
     """The twin trained in the same session as a run, else ``model``'s twin with the same weights."""
-    from resviz.analysis.pairs import twin_run_path
+    from resviz.analysis.pairs import counterpart_name, twin_run_path
     from resviz.models.weights import load_model
 
     path = twin_run_path(loaded)
     if path is None:
-        kind = "its plain twin" if model.config.skip else "its residual twin"
-        return make_twin(model), f"{kind}, same weights"
+        return make_twin(model), counterpart_name(bool(model.config.skip), False)
     other = load_model(twin_name(loaded.name), path, device=model_device(model))
-    return other.model, f"{other.name} trained alongside it ({other.source})"
+    return (
+        other.model,
+        f"{other.name}, its {counterpart_name(bool(model.config.skip), True)} ({other.source})",
+    )
 
 
 def _when(loaded: LoadedModel) -> str:

@@ -80,6 +80,15 @@ class SmoothGradCamppOptions:
 
 
 @dataclass(frozen=True)
+class SaliencyOptions:
+    """Saliency (Simonyan et al. 2013): the gradient's absolute value, or its sign kept."""
+
+    absolute: bool = _opt(
+        True, "Absolute gradient", "off: keep the sign (red raises the class score, blue lowers it)"
+    )
+
+
+@dataclass(frozen=True)
 class IntegratedGradientsOptions:
     """Integrated Gradients (Sundararajan et al. 2017) and its SmoothGrad noise tunnel."""
 
@@ -136,6 +145,11 @@ class MethodSpec:
         cost_text: the same in words, for the README and the CLI's help.
         options: the options dataclass, instantiable with no arguments for the defaults.
         reference: the paper, and the library whose implementation the tests compare with.
+        about: one or two sentences for people: what it computes, and what its colours mean.
+        uses_class: False for the methods whose map is the same whatever class is asked for
+            (Eigen-CAM, FEM, KPCA-CAM: activations only), so a page can grey out its class picker.
+        signed: its raw attribution has a meaningful sign (raises vs lowers the class), shown on a
+            diverging colour scale besides the usual map.
     """
 
     name: str
@@ -146,6 +160,9 @@ class MethodSpec:
     cost_text: str
     options: type = NoOptions
     reference: str = ""
+    about: str = ""
+    uses_class: bool = True
+    signed: bool = False
 
     @property
     def needs_layer(self) -> bool:
@@ -168,20 +185,119 @@ def _occlusion_cost(o: OcclusionOptions, _c: int, side: int) -> tuple[int, int]:
     return 2 + occlusion_plan(side, o.window, o.stride)[2], 0
 
 
-def _gcam(name: str, label: str, reference: str) -> MethodSpec:
+def _gcam(name: str, label: str, reference: str, about: str) -> MethodSpec:
     text = "1 forward + 1 backward (shared by every gradient CAM and layer)"
-    return MethodSpec(name, label, Kind.CAM, "gradient", _one_pass, text, reference=reference)
+    return MethodSpec(name, label, Kind.CAM, "gradient", _one_pass, text, reference=reference, about=about)
 
+
+# For people: what each method computes and what its colours mean (the page shows it under the picker).
+_ABOUT: dict[str, str] = {
+    "gradcam": (
+        "Weights each channel of the layer by its mean gradient for the class, sums them and keeps "
+        "the positive part. Warm colours: where the layer's features raise the class score."
+    ),
+    "gradcampp": (
+        "Grad-CAM with channel weights from positive gradients only (higher-order terms), so "
+        "several objects of the class can all light up. Warm colours: where the layer's features "
+        "raise the class score."
+    ),
+    "xgradcam": (
+        "Grad-CAM with each gradient weighted by its activation; close to Grad-CAM on ResNets. Warm"
+        " colours: where the layer's features raise the class score."
+    ),
+    "layercam": (
+        "Each position's activation times its own positive gradient, not a channel average: finer "
+        "maps at early layers. Warm colours: where the layer's features raise the class score."
+    ),
+    "hirescam": (
+        "Activation times gradient position by position, summed over channels: what the layer "
+        "contributes to the class score. Warm colours: where the layer's features raise the class "
+        "score."
+    ),
+    "gradcam_elementwise": (
+        "Like HiResCAM, with the positive part taken before the channel sum. Warm colours: where "
+        "the layer's features raise the class score."
+    ),
+    "eigengradcam": (
+        "The first principal component of activation x gradient: the dominant class-related "
+        "pattern. Warm colours: strong in that pattern."
+    ),
+    "eigencam": (
+        "The first principal component of the layer's activations: the dominant pattern, whatever "
+        "the class (no class to pick). Warm colours: strong in that pattern."
+    ),
+    "fem": (
+        "Keeps the channels whose activation stands out (above their mean + 2 std) and averages "
+        "them: whatever the class (no class to pick). Warm colours: unusually active features."
+    ),
+    "kpca_cam": (
+        "Eigen-CAM with a kernel (RBF) PCA in place of the linear one: whatever the class (no class"
+        " to pick). Warm colours: strong in the first component."
+    ),
+    "shapleycam": (
+        "Grad-CAM's channel weights corrected by a second-order (Hessian-vector) term, "
+        "approximating each channel's Shapley value. Warm colours: where the layer's features raise"
+        " the class score."
+    ),
+    "scorecam": (
+        "Masks the image with each upsampled channel and weighs that channel by the class's "
+        "probability on the masked image; no gradient. Warm colours: regions that alone keep the "
+        "class."
+    ),
+    "ablationcam": (
+        "Switches off each channel in turn and weighs it by how much the class score drops; no "
+        "gradient. Warm colours: regions the class needs."
+    ),
+    "sscam": (
+        "Score-CAM averaged over noisy copies of each mask: smoother, and as many times slower as "
+        "there are samples. Warm colours: regions that alone keep the class."
+    ),
+    "iscam": (
+        "Score-CAM summed over masks scaled up from 0 to 1 (an integral): steadier weights, one "
+        "pass per step. Warm colours: regions that alone keep the class."
+    ),
+    "smoothgradcampp": (
+        "Grad-CAM++ with gradients averaged over noisy copies of the image: less speckle, one "
+        "backward pass per sample. Warm colours: where the layer's features raise the class score."
+    ),
+    "fullgrad": (
+        "Input-gradient x input plus every layer's bias-gradient x bias, all summed: the whole "
+        "network, no layer to pick. Warm colours: large contributions."
+    ),
+    "guided_gradcam": (
+        "Grad-CAM at the layer times guided backpropagation at the input: pixel-sharp detail inside"
+        " the Grad-CAM region. Bright: fine detail that raises the class."
+    ),
+    "saliency": (
+        "The gradient of the class score at each pixel (Simonyan et al.): where a small change "
+        "moves the score most. Its absolute value by default; the signed view shows red for raises "
+        "and blue for lowers."
+    ),
+    "integrated_gradients": (
+        "Gradients averaged along a straight path from a baseline image to this one, times their "
+        "difference: the attributions add up to f(image) - f(baseline) (the completeness check). "
+        "Signed: red raises the class, blue lowers it."
+    ),
+    "occlusion": (
+        "Slides a square of the mean colour over the image and records how far the class score "
+        "falls at each position; no gradient. Warm colours: hiding it lowers the class."
+    ),
+}
 
 _PGC = "pytorch-grad-cam"
 METHOD_TABLE: tuple[MethodSpec, ...] = (
-    _gcam("gradcam", "Grad-CAM", f"Selvaraju et al. 2017; captum LayerGradCam, {_PGC}"),
-    _gcam("gradcampp", "Grad-CAM++", f"Chattopadhyay et al. 2018; {_PGC}"),
-    _gcam("xgradcam", "XGrad-CAM", f"Fu et al. 2020; {_PGC}"),
-    _gcam("layercam", "LayerCAM", f"Jiang et al. 2021; {_PGC}"),
-    _gcam("hirescam", "HiResCAM", f"Draelos & Carin 2020; {_PGC}"),
-    _gcam("gradcam_elementwise", "Element-wise Grad-CAM", f"{_PGC} GradCAMElementWise"),
-    _gcam("eigengradcam", "EigenGrad-CAM", f"{_PGC} EigenGradCAM"),
+    _gcam("gradcam", "Grad-CAM", f"Selvaraju et al. 2017; captum LayerGradCam, {_PGC}", _ABOUT["gradcam"]),
+    _gcam("gradcampp", "Grad-CAM++", f"Chattopadhyay et al. 2018; {_PGC}", _ABOUT["gradcampp"]),
+    _gcam("xgradcam", "XGrad-CAM", f"Fu et al. 2020; {_PGC}", _ABOUT["xgradcam"]),
+    _gcam("layercam", "LayerCAM", f"Jiang et al. 2021; {_PGC}", _ABOUT["layercam"]),
+    _gcam("hirescam", "HiResCAM", f"Draelos & Carin 2020; {_PGC}", _ABOUT["hirescam"]),
+    _gcam(
+        "gradcam_elementwise",
+        "Element-wise Grad-CAM",
+        f"{_PGC} GradCAMElementWise",
+        _ABOUT["gradcam_elementwise"],
+    ),
+    _gcam("eigengradcam", "EigenGrad-CAM", f"{_PGC} EigenGradCAM", _ABOUT["eigengradcam"]),
     MethodSpec(
         "eigencam",
         "Eigen-CAM",
@@ -190,6 +306,8 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         lambda _o, _c, _s: (1, 0),
         "1 forward (no gradient)",
         reference=f"Muhammad & Yeasin 2020; {_PGC}",
+        about=_ABOUT["eigencam"],
+        uses_class=False,
     ),
     MethodSpec(
         "fem",
@@ -199,6 +317,8 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         lambda _o, _c, _s: (1, 0),
         "1 forward (no gradient)",
         reference=f"Fuad et al. 2020 (k = 2); {_PGC} FEM",
+        about=_ABOUT["fem"],
+        uses_class=False,
     ),
     MethodSpec(
         "kpca_cam",
@@ -208,6 +328,8 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         lambda _o, _c, _s: (1, 0),
         "1 forward (no gradient) + a kernel PCA per image",
         reference=f"Karmani et al. 2024; {_PGC} KPCA_CAM",
+        about=_ABOUT["kpca_cam"],
+        uses_class=False,
     ),
     MethodSpec(
         "shapleycam",
@@ -217,6 +339,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         lambda _o, _c, _s: (1, 2),
         "1 forward + 1 backward + 1 double backward (a Hessian-vector product)",
         reference=f"Cai et al. 2025; {_PGC} ShapleyCAM",
+        about=_ABOUT["shapleycam"],
     ),
     MethodSpec(
         "scorecam",
@@ -227,6 +350,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "1 forward per channel of the layer (batched), on the masked image",
         ForwardCamOptions,
         f"Wang et al. 2020; {_PGC}",
+        about=_ABOUT["scorecam"],
     ),
     MethodSpec(
         "ablationcam",
@@ -237,6 +361,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "1 forward per channel of the layer (batched), from the layer's activation up",
         ForwardCamOptions,
         f"Desai & Ramaswamy 2020; {_PGC}",
+        about=_ABOUT["ablationcam"],
     ),
     MethodSpec(
         "sscam",
@@ -247,6 +372,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "1 forward per channel of the layer per noisy sample (batched), on the masked image",
         SmoothScoreCamOptions,
         "Wang et al. 2020; torch-cam SSCAM",
+        about=_ABOUT["sscam"],
     ),
     MethodSpec(
         "iscam",
@@ -257,6 +383,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "1 forward per channel of the layer per integration step (batched), on the masked image",
         IntegratedScoreCamOptions,
         "Naidu et al. 2020; torch-cam ISCAM",
+        about=_ABOUT["iscam"],
     ),
     MethodSpec(
         "smoothgradcampp",
@@ -267,6 +394,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "1 forward + 1 forward and backward per noisy sample",
         SmoothGradCamppOptions,
         "Omeiza et al. 2019; torch-cam SmoothGradCAMpp",
+        about=_ABOUT["smoothgradcampp"],
     ),
     MethodSpec(
         "fullgrad",
@@ -276,6 +404,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         _one_pass,
         "1 forward + 1 backward to the input (every bias layer's gradient from the same pass)",
         reference=f"Srinivas & Fleuret 2019; {_PGC} FullGrad",
+        about=_ABOUT["fullgrad"],
     ),
     MethodSpec(
         "guided_gradcam",
@@ -285,6 +414,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         lambda _o, _c, _s: (3, 2),
         "3 forwards + 2 backwards",
         reference="Selvaraju et al. 2017; captum GuidedGradCam",
+        about=_ABOUT["guided_gradcam"],
     ),
     MethodSpec(
         "saliency",
@@ -293,7 +423,10 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "captum",
         lambda _o, _c, _s: (2, 1),
         "2 forwards + 1 backward",
+        SaliencyOptions,
         reference="Simonyan et al. 2013; captum Saliency",
+        about=_ABOUT["saliency"],
+        signed=True,
     ),
     MethodSpec(
         "integrated_gradients",
@@ -304,6 +437,8 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "2 + steps (x noisy samples) forwards and as many backwards",
         IntegratedGradientsOptions,
         "Sundararajan et al. 2017; captum IntegratedGradients",
+        about=_ABOUT["integrated_gradients"],
+        signed=True,
     ),
     MethodSpec(
         "occlusion",
@@ -314,6 +449,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         "2 + 1 forward per position of the square",
         OcclusionOptions,
         "Zeiler & Fergus 2014; captum Occlusion",
+        about=_ABOUT["occlusion"],
     ),
 )
 METHODS_BY_NAME: dict[str, MethodSpec] = {m.name: m for m in METHOD_TABLE}

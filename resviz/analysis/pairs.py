@@ -20,6 +20,36 @@ from typing import TYPE_CHECKING
 
 from resviz.models import make_twin, twin_name
 
+# The two counterparts a page can compare a residual network with, named the same way everywhere
+# (issue 21: one tooltip was all that told them apart). A trained twin is a network in its own
+# right; the same weights with the shortcuts cut is the residual net broken on purpose.
+TRAINED_TWIN = "plain twin (trained)"
+CUT_TWIN = "shortcuts cut (same weights)"
+
+
+def counterpart_name(residual: bool, trained: bool) -> str:
+    """The name of a network's counterpart: :data:`TRAINED_TWIN` or :data:`CUT_TWIN` for a residual
+    network, and their mirror images for a plain one (whose counterpart gains the shortcuts)."""
+    if trained:
+        return TRAINED_TWIN if residual else "residual twin (trained)"
+    return CUT_TWIN if residual else "shortcuts added (same weights)"
+
+
+def counterpart_caption(residual: bool, trained: bool) -> str:
+    """One sentence for a caption: which counterpart a chart compares with, and what it is."""
+    name = counterpart_name(residual, trained)
+    if trained:
+        return (
+            f"Compared with the **{name}**: the other variant, trained in the same session on the same "
+            "data and seed, so both are working networks."
+        )
+    what = "removed" if residual else "added"
+    return (
+        f"Compared with **{name}**: this network's own weights with every shortcut {what}; not a "
+        "trained network, so it shows what the shortcuts do inside this one."
+    )
+
+
 if TYPE_CHECKING:
     import torch
 
@@ -34,6 +64,7 @@ class ModelPair:
     residual: LoadedModel
     plain: LoadedModel
     how: str  # for people: where the counterpart came from
+    trained_twin: bool = False  # the counterpart is the twin trained in the same session (TRAINED_TWIN)
 
 
 def twin_run_path(loaded: LoadedModel) -> str | None:
@@ -72,18 +103,21 @@ def model_pair(loaded: LoadedModel, *, device: str | torch.device | None = None)
 
     dev = device if device is not None else model_device(loaded.model)
     path = twin_run_path(loaded)
+    residual = bool(loaded.config.skip)
     if path is not None:
         other = load_model(twin_name(loaded.name), path, device=dev)
-        how = f"{other.name} trained in the same session ({other.source})"
+        name = counterpart_name(residual, True)
+        how = f"{other.name} trained in the same session, the {name} ({other.source})"
     else:
         twin = make_twin(loaded.model).to(dev).eval()
         other = copy.copy(loaded)
         other.model, other.name, other.notice = twin, twin_name(loaded.name), None
         shared = "random" if not loaded.trained else f"{loaded.source}, not trained without shortcuts"
-        how = f"{other.name}: the same weights with the shortcuts flipped ({shared})"
-    if loaded.config.skip:
-        return ModelPair(residual=loaded, plain=other, how=how)
-    return ModelPair(residual=other, plain=loaded, how=how)
+        how = f"{other.name}: {counterpart_name(residual, False)} ({shared})"
+    trained = path is not None
+    if residual:
+        return ModelPair(residual=loaded, plain=other, how=how, trained_twin=trained)
+    return ModelPair(residual=other, plain=loaded, how=how, trained_twin=trained)
 
 
 def held_out(loaded: LoadedModel, n: int | None = None) -> ImageDataset | None:

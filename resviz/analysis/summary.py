@@ -208,6 +208,21 @@ def summarize_torchvision(name: str, input_size: int = 224) -> ModelSummary:
 COMPARISON_MODELS = ("alexnet", "vgg16", "googlenet", "mobilenet_v2", "densenet121")
 
 
+def published_top1(name: str) -> float | None:
+    """torchvision's published ImageNet top-1 (%) of ``name``'s first weights (``IMAGENET1K_V1``,
+    each family's original recipe, so the numbers compare), read from the weights' metadata that
+    ships inside torchvision: nothing is downloaded. None when torchvision has no such weights."""
+    from torchvision.models import get_model_weights
+
+    try:
+        weights = get_model_weights(name)
+    except ValueError:
+        return None
+    member = getattr(weights, "IMAGENET1K_V1", None) or weights.DEFAULT
+    metrics = member.meta.get("_metrics", {})
+    return next((float(m["acc@1"]) for m in metrics.values() if "acc@1" in m), None)
+
+
 def weighted_depth(model: nn.Module, input_size: int = 224) -> int:
     """Conv and linear layers on the longest path from input to output (the paper's "depth").
 

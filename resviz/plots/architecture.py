@@ -59,7 +59,12 @@ class _Canvas:
 
 
 def block_figure(
-    kind: str = "basic", *, preact: bool = False, skip: bool = True, projection: bool = False
+    kind: str = "basic",
+    *,
+    preact: bool = False,
+    skip: bool = True,
+    projection: bool = False,
+    widths: tuple[int, ...] | None = None,
 ) -> go.Figure:
     """The layers of one residual block, top to bottom, with the shortcut around them.
 
@@ -68,8 +73,10 @@ def block_figure(
         preact: draw the pre-activation ordering (BN-ReLU before each conv, nothing after the sum).
         skip: draw the shortcut and the addition; False draws the plain twin's block.
         projection: the shortcut is a 1x1 convolution ``W_s x`` (option C: every block), not ``x``.
+        widths: the convolutions' output channels in branch order (2 for basic, 3 for bottleneck);
+            default: the first stage of ResNet-18 and ResNet-50 (64, 64 and 64, 64, 256).
     """
-    layers = _block_layers(kind, preact)
+    layers = _block_layers(kind, preact, widths)
     n = len(layers)
     fig = _Canvas()
     top, step = n + 1.0, 1.0
@@ -97,12 +104,14 @@ def block_figure(
     )
 
 
-def _block_layers(kind: str, preact: bool) -> list[str]:
+def _block_layers(kind: str, preact: bool, widths: tuple[int, ...] | None = None) -> list[str]:
     """The labels of the residual branch's layers, in forward order."""
     if kind == "basic":
-        convs = ["3x3 conv, 64", "3x3 conv, 64"]
+        w = widths or (64, 64)
+        convs = [f"3x3 conv, {w[0]}", f"3x3 conv, {w[1]}"]
     else:
-        convs = ["1x1 conv, 64", "3x3 conv, 64", "1x1 conv, 256"]
+        w = widths or (64, 64, 256)
+        convs = [f"1x1 conv, {w[0]}", f"3x3 conv, {w[1]}", f"1x1 conv, {w[2]}"]
     layers: list[str] = []
     for i, conv in enumerate(convs):
         last = i == len(convs) - 1
@@ -376,20 +385,29 @@ def stage_figure(summaries: Sequence[ModelSummary]) -> go.Figure:
     return fig
 
 
-def comparison_figure(summaries: Sequence[ModelSummary], highlight: Sequence[str] = ()) -> go.Figure:
-    """Depth, parameters and multiply-accumulates of several architectures, one row of bars each.
+def comparison_figure(
+    summaries: Sequence[ModelSummary],
+    highlight: Sequence[str] = (),
+    top1: Sequence[float | None] | None = None,
+) -> go.Figure:
+    """Depth, parameters and multiply-accumulates of several architectures, one row of bars each,
+    and their published ImageNet top-1 accuracy when ``top1`` gives it (one per summary).
 
-    Horizontal bars on log axes: the model names read across, and each value label has room at
-    the end of its bar at a readable size (labels on narrow upright bars get shrunk by plotly).
+    Horizontal bars on log axes (each axis says so): the model names read across, and each value
+    label has room at the end of its bar at a readable size (labels on narrow upright bars get
+    shrunk by plotly). The accuracy panel is linear, from 0 to 100 %.
     """
     labels = [s.label for s in summaries]
     colors = [RESIDUAL if s.label in highlight else "#9a9a9a" for s in summaries]
+    titles = ["Depth (weighted layers)", "Parameters", "Multiply-accumulates per image"]
+    if top1 is not None:
+        titles.append("ImageNet top-1 (torchvision)")
     fig = make_subplots(
         rows=1,
-        cols=3,
+        cols=len(titles),
         shared_yaxes=True,
         horizontal_spacing=0.05,
-        subplot_titles=("Depth (weighted layers)", "Parameters", "Multiply-accumulates per image"),
+        subplot_titles=titles,
     )
     panels = (
         (1, [s.depth for s in summaries], lambda v: f"{v:g}"),
@@ -416,10 +434,28 @@ def comparison_figure(summaries: Sequence[ModelSummary], highlight: Sequence[str
         if "tickvals" in axis:  # room left of the shortest bar and right of the longest's label
             lo, hi = math.log10(min(v for v in values if v > 0)), math.log10(max(values))
             axis["range"] = [lo - 0.25, hi + 0.1 + 0.25 * max(hi - lo, 1.0)]
-        fig.update_xaxes(**axis, row=1, col=col)
+        fig.update_xaxes(**axis, title_text="log scale", row=1, col=col)
+    if top1 is not None:
+        acc = [float("nan") if v is None else float(v) for v in top1]
+        fig.add_trace(
+            go.Bar(
+                x=acc,
+                y=labels,
+                orientation="h",
+                marker_color=colors,
+                showlegend=False,
+                text=["n/a" if v is None else f"{v:.1f}%" for v in top1],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{y}: %{x:.2f}% top-1<extra></extra>",
+            ),
+            row=1,
+            col=4,
+        )
+        fig.update_xaxes(range=[0, 118], tickvals=[0, 25, 50, 75, 100], title_text="% (linear)", row=1, col=4)
     fig.update_yaxes(type="category", autorange="reversed")  # the first model on top
     fig.update_layout(
-        height=90 + 30 * len(labels),
+        height=120 + 30 * len(labels),
         margin=dict(l=10, r=10, t=50, b=10),
         uniformtext=dict(minsize=11, mode="show"),  # never shrink a label below a readable size
         bargap=0.25,

@@ -146,6 +146,46 @@ def color_scale_trace(colormap: str = "Jet") -> go.Scatter:
     )
 
 
+def signed_map(raw: np.ndarray) -> np.ndarray | None:
+    """``(H, W)`` the signed attribution of one image (``(C, H, W)`` summed over channels), or
+    None when it has no negative value (an absolute-value method: nothing signed to show)."""
+    signed = np.asarray(raw, dtype=np.float64)
+    signed = signed.sum(axis=0) if signed.ndim == 3 else signed
+    return signed if (signed < 0).any() else None
+
+
+def signed_figure(signed: np.ndarray, target: str, *, height: int = 340) -> go.Figure:
+    """A signed attribution on a diverging scale centred on zero: red raises ``target``'s score,
+    blue lowers it, white is neither. The scale is symmetric (+-the largest magnitude), so equal
+    shades mean equal amounts of either sign."""
+    signed = np.asarray(signed, dtype=np.float64)
+    top = float(np.abs(signed).max()) or 1.0
+    heat = go.Heatmap(
+        z=signed[::-1].tolist(),  # row 0 at the top, as in the image
+        colorscale="RdBu_r",
+        zmid=0.0,
+        zmin=-top,
+        zmax=top,
+        colorbar=dict(
+            title=dict(text="signed", side="right"),
+            tickvals=[-top, 0.0, top],
+            ticktext=["lowers", "0", "raises"],
+            thickness=12,
+            len=0.9,
+        ),
+        hovertemplate="%{z:.3g}<extra></extra>",
+    )
+    layout = dict(
+        title=dict(text=f"Signed: red raises {target}, blue lowers it", font=dict(size=13)),
+        height=height,
+        margin=dict(l=0, r=0, t=36, b=0),
+        meta={"kind": "attribution_signed"},
+        xaxis=dict(visible=False, showgrid=False),
+        yaxis=dict(visible=False, showgrid=False, scaleanchor="x"),
+    )
+    return go.Figure(data=[heat], layout=layout)
+
+
 def top_k_figure(
     labels: Sequence[str], probs: Sequence[float], *, target: str | None = None, height: int = 260
 ) -> go.Figure:
@@ -167,7 +207,10 @@ def top_k_figure(
             orientation="h",
             marker_color=colors[::-1],
             text=[f"{p:.1%}" for p in probs[::-1]],
-            textposition="auto",
+            # Outside and level: "auto" put a thin bar's label inside it, turned on its side.
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
             hovertemplate="%{y}: %{x:.2%}<extra></extra>",
         )
     )
@@ -178,7 +221,7 @@ def top_k_figure(
         # Up to the largest bar, not to 100%: an untrained net's 2% top class stays readable.
         # Whole percents repeat ("1% 1% 2%") when an untrained net's top class has 2%: show a decimal.
         xaxis=dict(
-            range=[0, max([*probs, 0.01]) * 1.15], tickformat=".0%" if max([*probs, 0.0]) > 0.1 else ".1%"
+            range=[0, max([*probs, 0.01]) * 1.3], tickformat=".0%" if max([*probs, 0.0]) > 0.1 else ".1%"
         ),
         # Class names like "0".."9" must not become a numeric axis with ticks between the bars.
         yaxis=dict(automargin=True, type="category"),
@@ -226,11 +269,16 @@ def comparison_grid(
             )
     if rows and columns:
         fig.add_trace(color_scale_trace(colormap), row=1, col=1)  # one scale: every cell is per image
+    # Row titles on the left, read upward: plotly puts them at the far right, by the colour bar.
+    names = set(rows)
+    for note in fig.layout.annotations:
+        if note.text in names and note.textangle == 90:
+            note.update(x=0.0, xanchor="right", xshift=-4, textangle=-90)
     _hide_axes(fig)
     fig.update_yaxes(scaleanchor=None)
     fig.update_layout(
         height=max(1, len(rows)) * cell_px + 40,
-        margin=dict(l=0, r=30, t=40, b=0),
+        margin=dict(l=28, r=30, t=40, b=0),
         showlegend=False,
         meta={"kind": "attribution_grid"},
     )

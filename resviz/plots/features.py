@@ -412,7 +412,7 @@ def depth_figure(*stats: object) -> go.Figure:
     colors = {False: "#1f77b4", True: "#d62728"}  # residual blue, plain red
     for s in stats:
         plain = bool(s.plain)  # type: ignore[attr-defined]
-        name = s.label or ("plain twin" if plain else "residual")  # type: ignore[attr-defined]
+        name = s.label or ("plain" if plain else "residual")  # type: ignore[attr-defined]
         blocks = list(s.blocks)  # type: ignore[attr-defined]
         x = list(range(1, len(blocks) + 1))
         for i, (attr, _) in enumerate(_STAT_PANELS):

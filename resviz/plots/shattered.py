@@ -58,10 +58,14 @@ def trace_figure(lines: Sequence[GradientLine], *, x_title: str = "position alon
     fig.update_xaxes(title_text=x_title, row=len(lines), col=1)
     out = lines[0].output if lines else ""
     fig.update_layout(
-        title=f"Gradient of {out} along the line: brown noise (correlated) or white noise (shattered)",
+        # Two short lines: in a half-width column one long title was cut off ("...or white n").
+        title=(
+            f"Gradient of {out} along the line"
+            "<br><sup>brown noise (correlated) or white noise (shattered)</sup>"
+        ),
         showlegend=False,
         height=220 + 160 * len(lines),
-        margin={"t": 70, "l": 60, "r": 20, "b": 40},
+        margin={"t": 90, "l": 60, "r": 20, "b": 40},
     )
     return fig
 

@@ -95,6 +95,8 @@ def training_curves_figure(
         fig.update_xaxes(range=[0, total_steps])
     if metric != "loss":
         fig.update_yaxes(rangemode="tozero")
+        if not any(len(t.y) for t in fig.data):  # no point yet: a frame errors can grow into (0-100%),
+            fig.update_yaxes(range=[0, 100])  # not plotly's empty 0-4 while errors start near 90%
     return fig
 
 

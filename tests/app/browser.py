@@ -38,6 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LIVE: list[AppServer] = []  # servers started and not yet stopped: what a timed-out step diagnoses
+
+
 class AppServer:
     """``streamlit run app.py`` on 127.0.0.1 and a free port; stopped by its pid."""
 
@@ -77,6 +80,7 @@ class AppServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        LIVE.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -90,7 +94,19 @@ class AppServer:
         self.stop()
         raise TimeoutError(f"streamlit not healthy after {timeout}s")
 
+    def diagnose(self, lines: int = 120) -> str:
+        """The server log's last ``lines``, after asking the server for a stack dump of every thread
+        (app.py registers faulthandler on SIGUSR1): what a timed-out step prints."""
+        if self.proc is not None and self.proc.poll() is None and hasattr(signal, "SIGUSR1"):
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)  # faulthandler writes at once; give the log a moment to reach the file
+        self._log.flush()
+        tail = self.log.read_text(errors="replace").splitlines()[-lines:]
+        return f"--- {self.url}: server log tail and thread stacks ---\n" + "\n".join(tail)
+
     def stop(self) -> None:
+        if self in LIVE:
+            LIVE.remove(self)
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:

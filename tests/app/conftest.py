@@ -6,9 +6,26 @@ import os
 
 import pytest
 
-from tests.app.browser import CHROMIUM_ARGS, ROOT, AppServer, find_chromium, wait_idle
+from tests.app.browser import CHROMIUM_ARGS, LIVE, ROOT, AppServer, find_chromium, wait_idle
 
 APP = str(ROOT / "app.py")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser step that timed out: add every live server's log tail and thread stacks to the
+    report, so that a hang (issue 21: once in 26 fresh starts) can be read rather than guessed."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or report.when != "call" or not LIVE:
+        return
+    if "Timeout" not in call.excinfo.typename:  # ours, the builtin, and Playwright's TimeoutError
+        return
+    for server in list(LIVE):
+        try:
+            report.sections.append(("server at timeout", server.diagnose()))
+        except OSError as exc:  # the server is gone: say so rather than hide the test's own error
+            report.sections.append(("server at timeout", f"could not read the server: {exc}"))
 
 
 @pytest.fixture(autouse=True)

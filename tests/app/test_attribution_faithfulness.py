@@ -77,5 +77,6 @@ def test_a_larger_set_warns_before_running(open_page, shapes_run, monkeypatch):
     )
     assert not at.exception, at.exception
     assert any(w.value.startswith("About 95 s here for 256 images") for w in at.warning)
-    assert any("this one is larger" in w.value for w in at.warning)
+    assert any("Fewer images, methods or steps make it quicker" in w.value for w in at.warning)
+    assert not any("default set" in w.value for w in at.warning)  # issue 21: it was the default set
     assert not at.get("arrow_data_frame")

@@ -206,7 +206,7 @@ def test_comparison_grid_layers_methods_and_twin(app_test, monkeypatch):
     grid = _figures(at, "attribution_grid")[0]
     assert len([t for t in grid["data"] if t["type"] == "image"]) == 8
     titles = {a["text"] for a in grid["layout"]["annotations"]}
-    assert {"with shortcuts", "without shortcuts", "layer1", "layer4"} <= titles
+    assert {"with shortcuts", "shortcuts cut (same weights)", "layer1", "layer4"} <= titles
 
 
 def test_pretrained_button_switches_sidebar_weights(app_test, monkeypatch):

@@ -89,7 +89,7 @@ def test_sample_image_grid_block_and_depth(app_test, counted):
     titles = [a["text"] for f in _figures(at) for a in f["layout"].get("annotations", [])]
     assert "F(x) (branch)" in titles and "shortcut x" in titles and "output" in titles
     depth = [f for f in _figures(at) if len(f["data"]) == 8]
-    assert {t["name"] for t in depth[0]["data"]} == {"residual", "plain twin"}
+    assert {t["name"] for t in depth[0]["data"]} == {"with shortcuts", "shortcuts cut (same weights)"}
     assert [b.proto.label for b in at.get("download_button")] == ["Grid as PNG", "Activations as .npz"]
     assert len(counted) == 1
 

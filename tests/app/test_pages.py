@@ -112,7 +112,7 @@ def test_a_checkpoint_that_does_not_fit_gets_a_sentence(open_page):
         "r20.pt", _state_dict_bytes("resnet20"), "application/octet-stream"
     ).run()
     assert not at.exception
-    (error,) = at.error
+    (error,) = at.main.error  # the sidebar says it too, at once (tests/app/test_onboarding.py)
     assert "r20.pt does not fit resnet56" in error.value and "resnet20" in error.value
 
 

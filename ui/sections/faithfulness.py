@@ -68,7 +68,7 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
         model_key: identifies ``loaded`` across reruns and sessions (the page's ``repr(choice)``):
             the twin is cached under it.
     """
-    from resviz.analysis.pairs import held_out
+    from resviz.analysis.pairs import counterpart_name, held_out, twin_run_path
     from resviz.analysis.road import ALL_PERCENTILES, PERCENTILES
 
     st.subheader("Faithfulness")
@@ -77,7 +77,8 @@ def render(loaded: LoadedModel, images: Sequence[LoadedImage] = (), *, model_key
         "first and watches the class's probability fall; insertion puts them back onto a blurred copy; "
         "ROAD imputes them from their neighbours so the hole itself is no evidence; the pointing game "
         "asks whether the map's peak lies on the object. A random map is the chance reference. "
-        "Each row is computed for this model and for its twin with or without shortcuts."
+        f"Each row is computed for this model and for its "
+        f"**{counterpart_name(bool(loaded.config.skip), twin_run_path(loaded) is not None)}**."
     )
     sources = ([HELD_OUT] if held_out(loaded, 1) is not None else []) + ([IMAGES] if images else [])
     if not sources:
@@ -154,7 +155,7 @@ def _ask(request: tuple, seconds: float, n: int) -> None:
     asked: set = st.session_state.setdefault(state.FAITH_ASKED, set())
     text = f"About {seconds:.0f} s here for {n} image{'s' if n != 1 else ''} on both networks (an estimate)."
     if seconds > QUICK_SECONDS:
-        st.warning(f"{text} The default set takes under {QUICK_SECONDS:.0f} s; this one is larger.")
+        st.warning(f"{text} Fewer images, methods or steps make it quicker.")
     else:
         st.caption(text)
     b1, b2 = st.columns([1, 5])
@@ -202,12 +203,13 @@ def _evaluate(pair, x, targets, masks, methods, steps, percentiles, what, reques
 
 def _labelled(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     """The table's rows with each metric's label and which way is better as the column name."""
-    from resviz.analysis.faithfulness_report import METRICS
+    from resviz.analysis.faithfulness_report import METRICS, RELATIVE
 
     def name(key: str) -> str:
-        if key not in METRICS:
+        metric = METRICS.get(key) or RELATIVE.get(key)
+        if metric is None:
             return key
-        return f"{METRICS[key].label} {'↑' if METRICS[key].higher_is_better else '↓'}"
+        return f"{metric.label} {'↑' if metric.higher_is_better else '↓'}"
 
     return [{name(k): v for k, v in row.items()} for row in rows]
 
@@ -217,6 +219,11 @@ def _show(report: FaithfulnessReport) -> None:
 
     st.caption(f"{report.source}. {report.how}.")
     st.dataframe(_labelled(report.rows()), hide_index=True)
+    st.caption(
+        "**/ start**: the deletion and insertion areas divided by each network's probability for the "
+        "class on the intact image. A network that is less sure starts lower, so its areas are smaller "
+        "whatever its maps; only these ratios compare the two networks with each other."
+    )
     metrics_fig, curves_fig = metrics_figure(report), curves_figure(report)
     st.plotly_chart(metrics_fig, key=state.FAITH_METRICS_CHART)
     st.plotly_chart(curves_fig, key=state.FAITH_CURVES_CHART)

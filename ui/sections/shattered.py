@@ -148,12 +148,14 @@ def _line(choice_key: str, points: int, _loaded):  # type: ignore[no-untyped-def
 
 
 def _sidebar_line() -> None:
+    from resviz.analysis.pairs import counterpart_name, twin_run_path
     from resviz.analysis.shattered import acf_rows, line_rows
     from resviz.plots import shattered as sp
     from ui.models import current_choice, current_model, show_model_banner
 
-    st.markdown("**The sidebar's model and its counterpart, on a line between two images**")
     loaded = current_model()
+    other = counterpart_name(bool(loaded.config.skip), twin_run_path(loaded) is not None)
+    st.markdown(f"**The sidebar's model and its {other}, on a line between two images**")
     show_model_banner(loaded)
     points = st.selectbox("Points along the line", [64, 128, 256], index=2, key=state.SHAT_LINE_POINTS)
     st.caption(_line_cost(loaded, int(points)))
@@ -169,7 +171,7 @@ def _sidebar_line() -> None:
     if not done:
         st.info("Press **Run** to measure this model and its counterpart.")
         return
-    pair = done[0][1]
+    pair = _named(done[0][1], loaded)
     st.caption(f"Measured: {markdown_text(pair.source)}; the gradient of {pair.residual.output}.")
     m1, m2 = st.columns(2)
     m1.metric(f"{pair.residual.model}: lag-1 autocorrelation", f"{pair.residual.lag1:.3f}")
@@ -187,6 +189,21 @@ def _sidebar_line() -> None:
         "The traces show one coordinate of the gradient (the centre pixel of the first channel); the "
         "autocorrelation uses every coordinate. BatchNorm runs in eval mode with each model's own "
         "running statistics."
+    )
+
+
+def _named(pair, loaded):  # type: ignore[no-untyped-def]
+    """The pair with its output named by class ("the logit of square"), not by index ("logit 2")."""
+    import dataclasses
+
+    words = pair.residual.output.split()
+    if len(words) != 2 or words[0] != "logit" or not words[1].isdigit():
+        return pair
+    output = f"the logit of {loaded.class_name(int(words[1]))}"
+    return dataclasses.replace(
+        pair,
+        residual=dataclasses.replace(pair.residual, output=output),
+        plain=dataclasses.replace(pair.plain, output=output),
     )
 
 
