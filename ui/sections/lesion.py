@@ -25,15 +25,18 @@ INTRO = (
     "[Residual Networks Behave Like Ensembles of Relatively Shallow Networks]"
     "(https://arxiv.org/abs/1605.06431).** "
     "Delete one block of a trained ResNet at test time and its error barely moves, except at the few "
-    "blocks that downsample; remove one layer of a plain network and it falls to chance. Deleting "
-    "several blocks, or swapping their order, degrades a ResNet smoothly. A ResNet does not depend on "
-    "one long chain: it behaves like an ensemble of many paths, most of them short."
+    "blocks that downsample; remove one block (two conv layers) of a plain network and it falls "
+    "toward chance. Deleting several blocks, or swapping their order, degrades a ResNet smoothly. A "
+    "ResNet does not depend on one long chain: it behaves like an ensemble of many paths, most of "
+    "them short."
 )
 HOW = (
     "Deleting a residual block keeps its shortcut alone (y = x; where the shortcut projects or pads, "
-    "the projection or padding alone). A plain block is removed (y = x), which only works where its "
-    "input and output shapes match: the first block of a later stage cannot be removed, and the chart "
-    "says so rather than fake it. Swaps exchange two blocks of the same shapes within a stage."
+    "the projection or padding alone). Deleting a plain block removes its two conv layers (y = x), "
+    "which only works where its input and output shapes match: the first block of a later stage "
+    "cannot be removed, and the chart says so rather than fake it. Swaps exchange two blocks of the "
+    "same shapes within a stage. Whiskers are 95% intervals of each deletion's change, paired over "
+    "the same images; a pale bar's change cannot be told from none."
 )
 
 
@@ -65,8 +68,17 @@ def render() -> None:
         st.error(markdown_text(exc))
         return
     if study is None:
-        st.info("Press **Run the lesion study**; results are kept for this model and these settings.")
-        return
+        from resviz.demo_results import stored
+
+        pre = stored("lesion", loaded, settings)
+        if pre is None:
+            st.info("Press **Run the lesion study**; results are kept for this model and these settings.")
+            return
+        st.caption(
+            f"Precomputed with these settings when the demo group was bundled ({pre.seconds:.0f} s then); "
+            "**Run the lesion study** computes it again here."
+        )
+        study = pre.result
     show(study)
 
 
@@ -97,15 +109,19 @@ def no_data_message(loaded: LoadedModel) -> str | None:
 
 def _settings(loaded: LoadedModel):
     from resviz.analysis.lesion import LesionSettings
+    from resviz.demo_results import lesion_settings
 
     n = len(loaded.model.named_blocks())
     c1, c2, c3, c4 = st.columns(4)
-    images = c1.number_input("Held-out images", 50, 2000, 500, step=50, key=state.LESION_IMAGES)
+    default = lesion_settings()  # the whole demo held-out set; what the bundled results used
+    images = c1.number_input("Held-out images", 50, 2000, default.n_images, step=50, key=state.LESION_IMAGES)
     k_options = list(range(1, n + 1))
-    default_k = [k for k in (1, 2, 4, 8, 12, 16) if k <= n]
+    default_k = [k for k in default.ks if k <= n]
     ks = c2.multiselect("Delete k blocks", k_options, default=default_k, key=state.LESION_KS)
-    swaps = c3.multiselect("Swap k pairs", list(range(1, 17)), default=[1, 2, 4], key=state.LESION_SWAPS)
-    draws = c4.slider("Random draws per k", 1, 10, 5, key=state.LESION_DRAWS)
+    swaps = c3.multiselect(
+        "Swap k pairs", list(range(1, 17)), default=list(default.swap_ks), key=state.LESION_SWAPS
+    )
+    draws = c4.slider("Random draws per k", 1, 10, default.draws, key=state.LESION_DRAWS)
     return LesionSettings(n_images=int(images), ks=tuple(ks), swap_ks=tuple(swaps), draws=int(draws))
 
 
@@ -148,12 +164,15 @@ def show(study) -> None:
     """Metrics, the three charts and their downloads."""
     from resviz.analysis.lesion import curve_rows, single_rows
     from resviz.plots import lesion as lp
+    from resviz.stats import rate_of
 
     res, plain = study.residual, study.plain
     st.caption(f"On {markdown_text(study.data)}. Plain counterpart: {study.how}.")
     m1, m2, m3 = st.columns(3)
-    m1.metric(f"{res.model}: intact error", f"{res.intact_error:.1%}")
-    m2.metric(f"{plain.model}: intact error", f"{plain.intact_error:.1%}")
+    for col, r in ((m1, res), (m2, plain)):
+        err = rate_of(r.intact_error, r.n_images)
+        col.metric(f"{r.model}: intact error", f"{r.intact_error:.1%}")
+        col.caption(f"95% interval {err.low:.1%} to {err.high:.1%}, {r.n_images:,} images")
     m3.metric("Chance", f"{study.chance:.1%}")
     fig = lp.single_figure(study)
     st.plotly_chart(fig, key="lesion_chart_single")
