@@ -47,6 +47,12 @@ def stored(kind: str, loaded: LoadedModel, key: Any, root: str | Path = BUNDLED)
     meta = loaded.metadata if loaded.weights == "run" else {}
     if meta.get("group") != GROUP or meta.get("name") != MODEL:
         return None
+    return bundled(kind, key, root)
+
+
+def bundled(kind: str, key: Any, root: str | Path = BUNDLED) -> Stored | None:
+    """The precomputed ``kind`` result when it was computed with ``key``, whatever the sidebar's
+    model (for results that do not depend on it, like the story's fresh twins)."""
     try:
         item = serialize.loads(path(kind, root).read_text())
     except (OSError, serialize.SerializeError):

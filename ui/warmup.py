@@ -174,13 +174,14 @@ def _architecture(choice) -> None:
 
 
 def _why_it_works(choice) -> None:
-    """The story's two measured pairs (BatchNorm on and off) and the landscape's cost probe."""
+    """The story's bundled measurements (read and decoded once) and the landscape's cost probe."""
     from resviz.analysis.pairs import held_out
+    from resviz.demo_results import STORY_INIT_KEY, bundled
     from ui.models import _load
-    from ui.sections import landscape, story
+    from ui.sections import landscape
 
-    story._profile(story.DEPTH, True, "auto")
-    story._profile(story.DEPTH, False, "auto")
+    bundled("story_init", STORY_INIT_KEY)
+    bundled("story_training", "snapshots")
     if choice is not None:
         loaded = _load(choice)
         data = held_out(loaded, 1)

@@ -88,7 +88,9 @@ class LandscapeShape:
     edge_mean: float  # mean loss on the grid's border
     edge_ratio: float  # edge_mean / centre
     minimum: float
-    local_minima: int  # grid points below all their (up to 8) neighbours
+    local_minima: int  # grid points below all their (up to 8) neighbours by more than the tolerance
+    centre_is_lowest: bool = False  # the trained weights are the grid's lowest point
+    tolerance: float = 0.0  # relative: a minimum must be this share of its loss below each neighbour
 
 
 # --------------------------------------------------------------------------- directions
@@ -276,9 +278,15 @@ def initial_state(model: nn.Module, seed: int) -> dict[str, Tensor]:
     return create_model(model.config, seed=int(seed)).state_dict()
 
 
-def local_minima(loss: np.ndarray) -> np.ndarray:
-    """Grid points strictly below every neighbour (8 inside, fewer on the border); (M, 2) indices.
+MINIMUM_TOLERANCE = 0.01  # a local minimum lies at least 1% of its loss below every neighbour
 
+
+def local_minima(loss: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
+    """Grid points below every neighbour (8 inside, fewer on the border); (M, 2) indices.
+
+    With ``tolerance`` > 0 a point must lie below each neighbour by more than ``tolerance`` times
+    its own loss: on a flat plateau (an untrained net near ln(classes)) neighbours differ by
+    rounding-level amounts, and such dips are not minima anyone would call a valley.
     NaN points (not evaluated) are never minima and never beat a neighbour.
     """
     grid = np.asarray(loss, dtype=float)
@@ -290,7 +298,7 @@ def local_minima(loss: np.ndarray) -> np.ndarray:
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             if di or dj:
-                is_min &= centre < padded[1 + di : 1 + di + h, 1 + dj : 1 + dj + w]
+                is_min &= centre * (1 + tolerance) < padded[1 + di : 1 + di + h, 1 + dj : 1 + dj + w]
     return np.argwhere(is_min)
 
 
@@ -308,7 +316,9 @@ def shape_summary(result: LandscapeSurface) -> LandscapeShape:
         edge_mean=edge,
         edge_ratio=edge / centre if centre else math.inf,
         minimum=float(np.nanmin(loss)),
-        local_minima=len(local_minima(loss)),
+        local_minima=len(local_minima(loss, MINIMUM_TOLERANCE)),
+        centre_is_lowest=bool(centre <= np.nanmin(loss)),
+        tolerance=MINIMUM_TOLERANCE,
     )
 
 

@@ -7,10 +7,7 @@ import json
 import pytest
 import torch
 
-from resviz.analysis.batches import BatchSettings
-from resviz.analysis.gradients import twin_profile
 from resviz.analysis.shattered import ToySettings, toy_sweep
-from resviz.analysis.twins import TwinSettings
 from ui import state
 from ui.sections import story
 
@@ -36,16 +33,24 @@ def _downloads(at) -> list[str]:
     return [b.proto.label for b in at.get("download_button")]
 
 
-def test_story_shows_the_live_measurement_and_opens_gradient_flow(open_page) -> None:
+def test_story_shows_the_bundled_measurement_and_opens_gradient_flow(open_page) -> None:
+    from resviz.demo_results import STORY_INIT_KEY, bundled
+
     at = open_page(PAGE, **FAST)
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Why it works"
-    metrics = {m.label: m.value for m in at.metric}
-    on = twin_profile(TwinSettings(depth=8), BatchSettings(), device="cpu", split=False)
-    off = twin_profile(TwinSettings(depth=8, batchnorm=False), BatchSettings(), device="cpu", split=False)
-    assert metrics["plain8, BatchNorm: first / last block gradient"] == f"{on.plain.first_last_ratio:.3g}"
-    assert metrics["plain8, no BatchNorm"] == f"{off.plain.first_last_ratio:.3g}"
-    assert any("unlikely to be caused by vanishing gradients" in md.value for md in at.markdown)
+    init = bundled("story_init", STORY_INIT_KEY).result
+    chart = next(c for c in _charts(at) if "at initialization" in c["layout"]["title"]["text"])
+    shown = {(t["name"], t["xaxis"]): t["y"] for t in chart["data"]}
+    # The first panel is the activation gradient per element: BN on, then off, one value a seed.
+    plain = next(m for m in init.models if m.startswith("plain"))
+    expected = (
+        init.values(plain, True, "activation").tolist() + init.values(plain, False, "activation").tolist()
+    )
+    assert shown[(plain, "x")] == pytest.approx(expected)
+    words = " ".join(md.value for md in at.markdown)
+    assert "unlikely to be caused by vanishing gradients" in words and "*explodes* toward the input" in words
+    assert "Precomputed" in " ".join(c.value for c in at.caption)
     at.button(key=state.WHY_STORY_OPEN_NOBN).click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Gradient Flow"

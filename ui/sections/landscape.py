@@ -212,7 +212,7 @@ def _compute(
 
 
 def _show(result: TwinLandscape) -> None:
-    from resviz.analysis.landscape import shape_summary
+    from resviz.analysis.landscape import MINIMUM_TOLERANCE, shape_summary
 
     st.caption(f"Measured in {result.seconds:.0f} s on {result.residual.n_images} held-out images.")
     rows = []
@@ -224,10 +224,16 @@ def _show(result: TwinLandscape) -> None:
                 "loss at θ": shape.centre,
                 "mean loss on the border": shape.edge_mean,
                 "border / centre": shape.edge_ratio,
-                "local minima on the grid": shape.local_minima,
+                f"local minima (at least {shape.tolerance:.0%} deep)": shape.local_minima,
+                "trained weights are the lowest point": "yes" if shape.centre_is_lowest else "no",
             }
         )
     st.dataframe(rows, hide_index=True)
+    st.caption(
+        "A grid point counts as a local minimum only when its loss lies at least "
+        f"{MINIMUM_TOLERANCE:.0%} below each of its neighbours: smaller dips on a flat plateau are "
+        "rounding, not valleys."
+    )
     _charts(result)
 
 

@@ -18,6 +18,8 @@ GRAD_PAGE = "pages/gradient_flow.py"
 DEPTH = 56
 SWEEP_DEPTHS = (20, 32, 44, 56, 110)
 HE_2015 = "[He, Zhang, Ren and Sun 2015](https://arxiv.org/abs/1512.03385), section 4.1"
+PHILIPP_2018 = "[Philipp, Song and Carbonell (2018)](https://arxiv.org/abs/1712.05577)"
+YANG_2019 = "[Yang et al. (2019)](https://arxiv.org/abs/1902.08129)"
 # The Gradient Flow page's widgets for the measurement quoted here (its defaults, made explicit so a
 # user who changed them gets exactly this view back).
 GRAD_SETTINGS = {
@@ -76,8 +78,10 @@ def render() -> None:
     from resviz.errors import ResvizError
 
     try:
-        on, off = _measure()
-        _side_by_side(on, off)
+        init = _init_story()
+        if init is not None:
+            _side_by_side(init)
+        _through_training()
         _links()
         st.divider()
         _sweep()
@@ -89,6 +93,7 @@ def render() -> None:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _profile(depth: int, batchnorm: bool, device: str):  # type: ignore[no-untyped-def]
+    """One twin pair at initialization, for the depth sweep (kept across sessions)."""
     from resviz.analysis.batches import BatchSettings
     from resviz.analysis.gradients import twin_profile
     from resviz.analysis.twins import TwinSettings
@@ -100,14 +105,50 @@ def _profile(depth: int, batchnorm: bool, device: str):  # type: ignore[no-untyp
     )
 
 
-def _measure():  # type: ignore[no-untyped-def]
+@st.cache_data(show_spinner=False, max_entries=4)
+def _story_init(device: str):  # type: ignore[no-untyped-def]
+    from resviz.demo_results import compute_story_init
+    from resviz.device import configure_cpu_threads
+
+    configure_cpu_threads()
+    return compute_story_init(device)
+
+
+def _init_story():  # type: ignore[no-untyped-def]
+    """The measurement at initialization: computed here once asked, else the bundled one."""
+    from resviz.demo_results import STORY_INIT_KEY, bundled
+
     device = st.session_state.get(state.DEVICE, "auto")
-    with st.spinner(f"One forward and backward pass of each {DEPTH}-layer twin, with and without BatchNorm…"):
-        return _profile(DEPTH, True, device), _profile(DEPTH, False, device)
+    if st.session_state.get(state.WHY_STORY_INIT_ASKED):
+        depth, seeds = STORY_INIT_KEY
+        with st.spinner(f"Twelve passes: {depth}-layer twins, BatchNorm on and off, seeds {seeds}…"):
+            return _story_init(device)
+    pre = bundled("story_init", STORY_INIT_KEY)
+    if pre is None:
+        st.button("Measure the gradients at initialization", key=state.WHY_STORY_INIT_RUN, on_click=_ask_init)
+        return None
+    st.caption(
+        f"Precomputed when the demo group was bundled ({pre.seconds:.0f} s then), the same code and "
+        "seeds as below."
+    )
+    st.button("Measure again here", key=state.WHY_STORY_INIT_RUN, on_click=_ask_init)
+    return pre.result
 
 
-def _side_by_side(on, off) -> None:  # type: ignore[no-untyped-def]
-    c1, c2, c3 = st.columns(3)
+def _ask_init() -> None:
+    st.session_state[state.WHY_STORY_INIT_ASKED] = True
+
+
+def _spread(init, model: str, bn: bool, measure: str) -> str:  # type: ignore[no-untyped-def]
+    v = init.values(model, bn, measure)
+    return f"x{v.min():.3g}" if v.min() == v.max() else f"x{v.min():.3g} to x{v.max():.3g}"
+
+
+def _side_by_side(init) -> None:  # type: ignore[no-untyped-def]
+    from resviz.plots.story import init_figure
+
+    plain, residual = (m for m in sorted(init.models, key=lambda m: not m.startswith("plain")))
+    c1, c2 = st.columns(2)
     with c1, st.container(border=True):
         st.markdown("**The story**")
         st.markdown(
@@ -121,22 +162,78 @@ def _side_by_side(on, off) -> None:  # type: ignore[no-untyped-def]
             '"is unlikely to be caused by vanishing gradients"; the backward gradients "exhibit '
             'healthy norms". They suspect deep plain nets converge exponentially slowly instead.'
         )
-    with c3, st.container(border=True):
-        st.markdown("**Our measurement**")
-        st.metric(
-            f"{on.plain.model}, BatchNorm: first / last block gradient", f"{on.plain.first_last_ratio:.3g}"
-        )
-        st.metric(f"{off.plain.model}, no BatchNorm", f"{off.plain.first_last_ratio:.3g}")
-        st.caption(
-            f"Gradient norm at the first block's output over the last block's; above 1 it *grows* "
-            f"toward the input. {on.residual.model} with BatchNorm: {on.residual.first_last_ratio:.3g}. "
-            "CIFAR twins at initialization, Kaiming, seed 0, a batch of 32 random 32x32 images, train mode."
-        )
+    chart(init_figure(init), state.WHY_STORY_CHART + "_init", "story_at_init", rows=_init_rows(init))
+    st.caption(
+        f"Three measures, first layer over last: the activation gradient per element at the first and "
+        f"last block outputs (per element, because the two tensors differ in size), the weight "
+        f"gradient ||dW|| of the first and last conv, and ||dW|| / ||W||, the relative update SGD "
+        f"makes. Sample: {init.batch}."
+    )
     st.markdown(
-        f"With BatchNorm the plain net's gradient does not vanish: it grows toward the input "
-        f"(x{on.plain.first_last_ratio:.3g} over {DEPTH} layers). Only without BatchNorm does it shrink "
-        f"(x{off.plain.first_last_ratio:.2g}). Vanishing gradients cannot be why BatchNorm-trained plain "
-        "nets degrade; the other tabs measure explanations that survive."
+        f"**What this measurement shows.** With BatchNorm, {plain}'s gradient does not vanish: it "
+        f"*explodes* toward the input, by {_spread(init, plain, True, 'activation')} per element and "
+        f"{_spread(init, plain, True, 'relative')} in relative update. This is the exploding gradient "
+        f"that {PHILIPP_2018} describe for batch-normalized plain networks, and that {YANG_2019} prove "
+        f"batch normalization itself causes at initialization in deep networks without skips. "
+        f"{residual} with BatchNorm: {_spread(init, residual, True, 'activation')} per element. "
+        f"Without BatchNorm, {plain}'s activation gradient shrinks toward the input "
+        f"({_spread(init, plain, False, 'activation')}), but its first conv's weight gradient is "
+        f"{_spread(init, plain, False, 'weight')} the last conv's, and its relative update "
+        f"{_spread(init, plain, False, 'relative')}: the first layers' weights do not get vanishing "
+        f"updates. These are {init.depth}-layer twins at initialization, on "
+        f"{len(set(r.seed for r in init.rows))} seeds; how the ratios move during training is below."
+    )
+
+
+def _init_rows(init) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    return [
+        {
+            "model": r.model,
+            "batchnorm": r.batchnorm,
+            "seed": r.seed,
+            "activation per element": r.activation,
+            "weight gradient": r.weight,
+            "relative update": r.relative,
+        }
+        for r in init.rows
+    ]
+
+
+def _through_training() -> None:
+    from resviz.demo_results import bundled
+    from resviz.plots.story import training_figure
+
+    pre = bundled("story_training", "snapshots")
+    if pre is None:
+        return
+    story = pre.result
+    st.markdown("**Through training**")
+    chart(
+        training_figure(story),
+        state.WHY_STORY_CHART + "_training",
+        "story_through_training",
+        rows=[
+            {
+                "model": r.model,
+                "step": r.step,
+                "activation per element": r.activation,
+                "weight gradient": r.weight,
+                "relative update": r.relative,
+            }
+            for r in story.rows
+        ],
+    )
+    lines = []
+    for model in story.models:
+        steps, act = story.curve(model, "activation")
+        _, rel = story.curve(model, "relative")
+        lines.append(
+            f"{model}: activation gradient x{act[0]:.3g} at step {steps[0]}, x{act[-1]:.3g} at step "
+            f"{steps[-1]}; relative update x{rel[0]:.3g}, then x{rel[-1]:.3g}"
+        )
+    st.caption(
+        "The bundled demo runs' weights at the steps they kept (precomputed), measured on "
+        f"{story.sample}. " + "; ".join(lines) + "."
     )
 
 
