@@ -297,10 +297,11 @@ def _until_complete(result, model_key, digests, target, options, loaded, pils):
 
 def _banner(loaded, choice) -> None:
     from resviz.models import get_spec
-    from ui.models import show_model_banner
+    from ui.models import show_model_banner, show_twin_warning
 
     if loaded.trained:
         show_model_banner(loaded)
+        show_twin_warning(loaded)  # the grid and Faithfulness compare it with its twin
         return
     if loaded.notice:
         st.warning(loaded.notice)

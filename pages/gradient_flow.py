@@ -200,10 +200,11 @@ def _loaded_profile(choice_key: str, batch_size: int, seed: int, device: str, _l
 
 def _sidebar_model(batch, device: str) -> None:
     from resviz.analysis.pairs import counterpart_caption, counterpart_name, twin_run_path
-    from ui.models import current_choice, current_model, show_model_banner
+    from ui.models import current_choice, current_model, show_model_banner, show_twin_warning
 
     loaded = current_model()
     show_model_banner(loaded)
+    show_twin_warning(loaded)
     residual, trained = bool(loaded.config.skip), twin_run_path(loaded) is not None
     st.caption(
         f"{counterpart_caption(residual, trained)} A copy of each, in train mode, on one batch that fits "

@@ -97,6 +97,34 @@ def main() -> None:
         _live(running)
         if job.finished:
             _results(job)
+    else:
+        _demo_group()
+
+
+def _demo_group() -> None:
+    """Before a run: the bundled group, trained with the demo preset on three seeds."""
+    from resviz.demo import degradation_checks, load_seeds
+    from resviz.plots.training import seed_band_figure
+    from ui.section_kit import chart
+
+    seeds = load_seeds()
+    if not seeds:
+        return
+    st.markdown("**What the bundled demo group did** (preset *demo*: `make demo-weights`)")
+    metric = st.radio(
+        "Curve",
+        ["train_error", "test_error"],
+        format_func={"train_error": "training error", "test_error": "held-out error"}.get,
+        horizontal=True,
+        key=state.TRAIN_DEMO_METRIC,
+    )
+    rows = [
+        {"seed": c.seed, "claim": c.claim, "measured": c.figure, "holds": "yes" if c.holds else "no"}
+        for c in degradation_checks(seeds)
+    ]
+    chart(seed_band_figure(seeds, metric), state.TRAIN_DEMO_CHART, "demo_group_seeds", rows=rows)
+    with st.expander("He et al.'s Figure 6, checked on every seed"):
+        st.dataframe(rows, hide_index=True)
 
 
 def _folder_root():

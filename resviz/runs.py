@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -396,6 +397,19 @@ def _float(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if f == f else None  # NaN (a run stopped before its first evaluation) is unknown
+
+
+# Images the trainer evaluates on: the first 1,000 training images, and the whole held-out set.
+_DEFAULT_SIZES = {"shapes": (2000, 500), "digits": (1500, 297)}
+
+
+def error_samples(meta: Mapping[str, object]) -> tuple[int | None, int | None]:
+    """``(training-probe images, held-out images)`` behind a run's stored errors (None: unknown)."""
+    tc = dict(meta.get("train_config") or {})  # type: ignore[arg-type]
+    n_train, n_test = _DEFAULT_SIZES.get(str(meta.get("dataset")), (None, None))
+    n_train = tc.get("n_train") or n_train
+    n_test = tc.get("n_test") or n_test
+    return (min(1000, int(n_train)) if n_train else None), (int(n_test) if n_test else None)
 
 
 def run_rows(runs: list[RunInfo]) -> list[dict[str, object]]:

@@ -191,6 +191,8 @@ TRAIN_CSV = "train_csv"  # download button: per-step and per-evaluation curves o
 TRAIN_SIZE = "train_size"  # selectbox: image side (16 or 32) for shapes / folder
 TRAIN_SAVE_ANYWAY = "train_save_anyway"  # button: save a run that was stopped early
 TRAIN_MODEL_DOWNLOAD = "train_model_download_"  # + model name: state dict download after a failed save
+TRAIN_DEMO_METRIC = "train_demo_metric"  # radio: the bundled group's training or held-out error
+TRAIN_DEMO_CHART = "train_demo_chart"  # + "_chart" / "_csv" / "_html": the seed-band figure
 
 # --- Why it works: lesion study and paths ---
 LESION_IMAGES = "lesion_images"  # number input: held-out images to evaluate on

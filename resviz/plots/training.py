@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from resviz.text import plot_text
 
 if TYPE_CHECKING:
+    from resviz.demo import SeedModel
     from resviz.training import TrainingCurves
 
 METRICS: dict[str, str] = {
@@ -149,3 +150,61 @@ def paper_reference_rows(reference: Mapping[str, float]) -> list[dict[str, objec
         {"model": name.replace("resnet", "ResNet-"), "paper's test error %": err}
         for name, err in reference.items()
     ]
+
+
+def seed_band_figure(seeds: Mapping[int, Mapping[str, SeedModel]], metric: str = "train_error") -> go.Figure:
+    """The demo group over seeds: per model, the median curve and a band from the lowest to the
+    highest seed (``metric``: ``train_error`` or ``test_error``); dashed = plain, solid = residual."""
+    if metric not in ("train_error", "test_error"):
+        raise ValueError(f"metric must be train_error or test_error, not {metric!r}")
+    names = sorted(
+        {n for models in seeds.values() for n in models}, key=lambda n: (n.startswith("resnet"), n)
+    )
+    depths = {n: int("".join(ch for ch in n if ch.isdigit()) or 0) for n in names}
+    colors = depth_colors(list(depths.values()))
+    fig = go.Figure()
+    for name in names:
+        runs = [models[name] for _, models in sorted(seeds.items()) if name in models]
+        steps = np.asarray(runs[0].eval_steps)
+        curves = np.array(
+            [getattr(r, "train_curve" if metric == "train_error" else "test_curve") for r in runs]
+        )
+        lo, mid, hi = (100 * np.percentile(curves, q, axis=0) for q in (0, 50, 100))
+        plain = name.startswith("plain")
+        label = f"{'plain' if plain else 'ResNet'}-{depths[name]}"
+        color = colors[depths[name]]
+        fig.add_trace(
+            go.Scatter(
+                x=np.r_[steps, steps[::-1]].tolist(),
+                y=np.r_[hi, lo[::-1]].tolist(),
+                fill="toself",
+                fillcolor=color,
+                opacity=0.18,
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=label,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=steps.tolist(),
+                y=mid.tolist(),
+                mode="lines+markers",
+                name=f"{label} (median of {len(runs)} seeds; band: lowest to highest)",
+                legendgroup=label,
+                line={"color": color, "dash": "dash" if plain else "solid", "width": 2.5},
+                hovertemplate=f"{label}<br>step %{{x}}<br>%{{y:.1f}}%<extra></extra>",
+            )
+        )
+    what = "training error" if metric == "train_error" else "held-out error"
+    fig.update_layout(
+        title=f"The bundled demo group, {what} over {len(seeds)} seeds: dashed = plain, solid = residual",
+        xaxis_title="step",
+        yaxis_title=f"{what} (%)",
+        yaxis_range=[0, 100],
+        legend={"orientation": "h", "y": -0.25},
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        height=440,
+    )
+    return fig
