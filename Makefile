@@ -6,7 +6,7 @@ PORT   ?= 8501
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-dev browser-deps run serve test test-all lint format bench gpu-check demo-weights weights clean
+.PHONY: help setup setup-dev browser-deps run serve test test-all lint format bench gpu-check demo-weights figures weights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -65,9 +65,16 @@ gpu-check: setup ## on a CUDA machine: gpu tests, CUDA vs CPU results, AMP, peak
 weights: setup ## download ImageNet weights (resnet18, resnet50) into the torch cache, for offline use later
 	$(BIN)/python -m resviz weights
 
-demo-weights: setup ## retrain the bundled demo runs in resviz/bundled/runs (shapes, seed 0; minutes on 2 cores)
-	rm -rf resviz/bundled/runs/demo-shapes-*
-	$(BIN)/python -m resviz train --preset shapes --seed 0 --bundle demo-shapes --out resviz/bundled/runs
+demo-weights: setup ## retrain the bundled demo group: 3 seeds x 4 models (about 15 min a seed on 2 cores), bundle it, update the README's figures
+	rm -rf .demo-train
+	for seed in 0 1 2; do \
+		$(BIN)/python -m resviz train --preset demo --seed $$seed --bundle demo-shapes --out .demo-train/seed$$seed --quiet || exit 1; \
+	done
+	$(BIN)/python -m resviz demo-bundle .demo-train/seed0 .demo-train/seed1 .demo-train/seed2
+	$(BIN)/python -m resviz report --write README.md
+
+figures: setup ## write the README's figures of the demo group from the bundled files (python -m resviz report)
+	$(BIN)/python -m resviz report --write README.md
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
