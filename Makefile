@@ -68,7 +68,7 @@ weights: setup ## download ImageNet weights (resnet18, resnet50) into the torch 
 demo-weights: setup ## retrain the bundled demo group: 3 seeds x 4 models (about 15 min a seed on 2 cores), bundle it, update the README's figures
 	rm -rf .demo-train
 	for seed in 0 1 2; do \
-		$(BIN)/python -m resviz train --preset demo --seed $$seed --bundle demo-shapes --out .demo-train/seed$$seed --quiet || exit 1; \
+		$(BIN)/python -m resviz train --preset demo --seed $$seed --bundle demo-shapes --out .demo-train/seed$$seed || exit 1; \
 	done
 	$(BIN)/python -m resviz demo-bundle .demo-train/seed0 .demo-train/seed1 .demo-train/seed2
 	$(BIN)/python -m resviz report --write README.md

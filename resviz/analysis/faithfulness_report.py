@@ -132,6 +132,7 @@ class FaithfulnessReport:
                 for k, key in enumerate(self.metrics):
                     v = float(table[a, b, k])
                     row[key] = None if np.isnan(v) else round(v, 5)
+                    row[f"{key}_ci95"], row[f"{key}_n"] = self._interval(a, b, key)
                 for k, key in enumerate(RELATIVE):
                     v = float(relative[a, b, k])
                     row[key] = None if np.isnan(v) else round(v, 5)
@@ -139,6 +140,25 @@ class FaithfulnessReport:
                 row["seconds"] = None if np.isnan(s) else round(s, 3)
                 out.append(row)
         return out
+
+    def _interval(self, a: int, b: int, key: str) -> tuple[list[float] | None, int]:
+        """The 95% interval of one metric's mean over the images that have it, and their number:
+        Wilson for the pointing game (a share of hits), mean +- 1.96 standard errors otherwise."""
+        from resviz.stats import Z95, wilson
+
+        values = self.scores[a, b, list(METRICS).index(key)]
+        values = values[np.isfinite(values)]
+        n = len(values)
+        if n == 0:
+            return None, 0
+        if key == "pointing":
+            low, high = wilson(int(np.rint(values.sum())), n)
+        else:
+            half = Z95 * float(values.std(ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
+            low, high = float(values.mean()) - half, float(values.mean()) + half
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return None, n
+        return [round(low, 5), round(high, 5)], n
 
     def to_csv(self) -> str:
         """:meth:`rows` as CSV text."""

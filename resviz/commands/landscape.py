@@ -164,6 +164,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _centre_error(result) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The trained weights' error on the evaluation images, with its 95% Wilson interval."""
+    from resviz.stats import rate_of
+
+    c = len(result.alpha) // 2
+    acc = float(result.accuracy[c, c])
+    if not np.isfinite(acc):
+        return {"value": None, "n": result.n_images, "ci95": None}
+    return rate_of(1.0 - acc, result.n_images).to_dict()
+
+
 def _write(args, loaded, result, shape, seconds: float, world: int) -> None:
     summary = {
         "model": result.model,
@@ -178,6 +189,9 @@ def _write(args, loaded, result, shape, seconds: float, world: int) -> None:
         "edge_mean_loss": shape.edge_mean,
         "edge_over_centre": shape.edge_ratio,
         "local_minima": shape.local_minima,
+        "local_minima_tolerance": shape.tolerance,  # relative depth below every neighbour
+        "centre_is_lowest": shape.centre_is_lowest,
+        "centre_error": _centre_error(result),
         "batchnorm": "eval mode, the model's running statistics",
     }
     if args.npz:
