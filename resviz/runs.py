@@ -64,6 +64,7 @@ class RunInfo:
     group: str = ""  # the training session: runs trained side by side share it
     title: str = ""  # a name the user gave the run
     bundled: bool = False  # ships with resviz: read-only
+    samples: tuple[int | None, int | None] = (None, None)  # images behind the train / held-out errors
     owner: str = ""  # resviz.sharing.owner_token of the browser session that trained it ("" : none)
 
     @property
@@ -323,6 +324,7 @@ def _read_info(folder: Path, *, bundled: bool) -> RunInfo | None:
             title=str(meta.get("title", "")),
             bundled=bundled,
             owner=str(meta.get("owner", "")),
+            samples=error_samples(meta),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # a foreign or damaged folder is not a run
@@ -428,7 +430,10 @@ def run_rows(runs: list[RunInfo]) -> list[dict[str, object]]:
             "steps": r.steps,
             "of steps": r.planned_steps,
             "training error %": pct(r.train_error),
+            "training error 95% CI": _interval(r.train_error, r.samples[0]),
             "held-out error %": pct(r.test_error),
+            "held-out error 95% CI": _interval(r.test_error, r.samples[1]),
+            "held-out images": r.samples[1],
             "pointing game %": pct(r.pointing_game),
             "seconds": round(r.seconds, 1),
             "device": r.device,
@@ -436,6 +441,16 @@ def run_rows(runs: list[RunInfo]) -> list[dict[str, object]]:
         }
         for r in runs
     ]
+
+
+def _interval(share: float | None, n: int | None) -> str | None:
+    """'a-b%', a 95% Wilson interval, for a table cell."""
+    from resviz.stats import rate_of
+
+    if share is None or not n:
+        return None
+    r = rate_of(share, n)
+    return f"{100 * r.low:.1f}-{100 * r.high:.1f}%"
 
 
 def run_curves(info: RunInfo) -> TrainingCurves:

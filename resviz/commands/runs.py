@@ -28,12 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_record(info) -> dict[str, object]:
     """What ``list`` and ``show`` print of a run: JSON-ready, errors as fractions, each with the
     number of images it was measured on and its 95% Wilson interval."""
-    from resviz.runs import error_samples, read_metadata
     from resviz.stats import rate_of
 
     row = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
     row["path"] = str(info.path)
-    n_train, n_test = error_samples(read_metadata(info.path))
+    n_train, n_test = row.pop("samples")
     row["n_train_probe"], row["n_test"] = n_train, n_test
     for key, n in (("train_error", n_train), ("test_error", n_test), ("pointing_game", n_test)):
         value = row.get(key)
