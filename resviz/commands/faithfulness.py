@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         source=f"{len(x)} held-out {data.name} images",
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=1))
+        from resviz.analysis.pairs import untrained_warning
+
+        print(json.dumps({**report.to_dict(), "untrained_warning": untrained_warning(loaded)}, indent=1))
     elif args.csv:
         _write(args.csv, report.to_csv())
     else:

@@ -176,7 +176,10 @@ def _centre_error(result) -> dict[str, object]:  # type: ignore[no-untyped-def]
 
 
 def _write(args, loaded, result, shape, seconds: float, world: int) -> None:
+    from resviz.analysis.pairs import untrained_warning
+
     summary = {
+        "untrained_warning": untrained_warning(loaded),
         "model": result.model,
         "weights": loaded.source,
         "grid": args.grid,

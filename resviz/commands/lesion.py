@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
         )
     study = lesion_study(loaded, settings)
     if args.json:
-        print(json.dumps(study_dict(study), indent=2, allow_nan=False))
+        from resviz.analysis.pairs import untrained_warning
+
+        doc = {**study_dict(study), "untrained_warning": untrained_warning(loaded)}
+        print(json.dumps(doc, indent=2, allow_nan=False))
     else:
         _print_text(study)
     return 0
