@@ -375,6 +375,13 @@ def _results(job) -> None:
             + ", ".join(f"{n} at step {s}" for n, s in diverged.items())
             + ". Try a lower learning rate."
         )
+    from resviz.analysis.chance import learned_from_run, vacuous_comparison
+
+    stuck = vacuous_comparison(
+        *(learned_from_run(r.metadata(), {"loss": r.curves.loss.tolist()}) for r in job.results)
+    )
+    if stuck:
+        st.warning(markdown_text(stuck))
     left, right = st.columns(2)
     with left:
         st.dataframe(summary_rows(curves), hide_index=True)
