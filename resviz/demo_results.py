@@ -111,6 +111,19 @@ def compute_landscape(loaded: LoadedModel, key: tuple = LANDSCAPE_KEY, options=N
     )
 
 
+def path_settings():  # type: ignore[no-untyped-def]
+    """The paths tab's defaults (8 sampled paths per length, 16 images)."""
+    from resviz.analysis.paths import PathSettings
+
+    return PathSettings(samples=8, batch_size=16)
+
+
+def compute_paths(loaded: LoadedModel):  # type: ignore[no-untyped-def]
+    from resviz.analysis.paths import path_study
+
+    return path_study(loaded, path_settings())
+
+
 STORY_INIT_KEY = (56, (0, 1, 2))  # depth, seeds
 
 
@@ -136,6 +149,7 @@ def precompute(root: str | Path = BUNDLED) -> list[Path]:
     jobs = {
         "lesion": (lesion_settings(), lambda: compute_lesion(loaded)),
         "landscape": (LANDSCAPE_KEY, lambda: compute_landscape(loaded)),
+        "paths": (path_settings(), lambda: compute_paths(loaded)),
         "story_init": (STORY_INIT_KEY, compute_story_init),
         "story_training": ("snapshots", lambda: compute_story_training(root)),
     }

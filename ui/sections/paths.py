@@ -71,8 +71,17 @@ def render() -> None:
         st.error(markdown_text(exc))
         return
     if study is None:
-        st.info("Press **Measure the paths**; results are kept for this model and these settings.")
-        return
+        from resviz.demo_results import stored
+
+        pre = stored("paths", loaded, settings)
+        if pre is None:
+            st.info("Press **Measure the paths**; results are kept for this model and these settings.")
+            return
+        st.caption(
+            f"Precomputed with these settings when the demo group was bundled ({pre.seconds:.0f} s then); "
+            "**Measure the paths** computes it again here."
+        )
+        study = pre.result
     _show(study)
 
 
