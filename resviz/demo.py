@@ -88,21 +88,21 @@ def seed_models(run_dir: str | Path) -> dict[str, SeedModel]:
 def assemble(seed_dirs: Sequence[str | Path], out: str | Path = BUNDLED) -> Path:
     """Bundle seed 0's runs and every seed's figures under ``out``; returns the seeds file."""
     out = Path(out)
-    seeds = {}
-    for d in seed_dirs:
+    seeds, folders = {}, {}
+    for d in map(Path, seed_dirs):
         models = seed_models(d)
         seed = {m.seed for m in models.values()}
         if len(seed) != 1:
             raise ResvizError(f"{d} mixes seeds {sorted(seed)}.")
-        seeds[seed.pop()] = models
+        s = seed.pop()
+        seeds[s], folders[s] = models, d
     if 0 not in seeds:
         raise ResvizError("Give seed 0's runs: their weights are the ones bundled.")
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for old in runs.glob(f"{GROUP}-*"):
         shutil.rmtree(old)
-    zero = next(Path(d) for d in seed_dirs if seed_models(d)[MODELS[0]].seed == 0)
-    for folder in zero.iterdir():
+    for folder in folders[0].iterdir():
         if folder.name.startswith(f"{GROUP}-"):
             shutil.copytree(folder, runs / folder.name)
     seeds_file = out / "demo" / "seeds.json"
@@ -213,7 +213,7 @@ def degradation_checks(seeds: Mapping[int, Mapping[str, SeedModel]]) -> list[Che
             checks.append(
                 Check(
                     s,
-                    f"{_label(r.name)} generalises: held-out minus training error at most 5 points",
+                    f"{label(r.name)} generalises: held-out minus training error at most 5 points",
                     f"{100 * r.gap:+.1f} points ({100 * r.test_error:.1f}% vs {100 * r.train_error:.1f}%)",
                     r.gap <= 0.05,
                 )
@@ -236,6 +236,6 @@ def _above_text(a: SeedModel, b: SeedModel) -> str:
     return f"{len(pairs)} evaluations, smallest margin {100 * margin:+.1f} points"
 
 
-def _label(name: str) -> str:
+def label(name: str) -> str:
     """plain56 -> plain-56, resnet20 -> ResNet-20."""
     return name.replace("plain", "plain-").replace("resnet", "ResNet-")

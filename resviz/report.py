@@ -11,7 +11,7 @@ import math
 import re
 from pathlib import Path
 
-from resviz.demo import MODELS, _label, degradation_checks, load_seeds
+from resviz.demo import MODELS, degradation_checks, label, load_seeds
 from resviz.stats import rate_of
 
 BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
@@ -45,7 +45,7 @@ def report_markdown() -> str:
         for name in MODELS:
             m = models[name]
             out.append(
-                f"| {s} | {_label(name)} | {_ci(m.train_error, m.n_train_probe)} | "
+                f"| {s} | {label(name)} | {_ci(m.train_error, m.n_train_probe)} | "
                 f"{_ci(m.test_error, m.n_test)} | {100 * m.gap:+.1f} | {m.final_loss:.3f} |"
             )
     out.append("")
@@ -70,7 +70,7 @@ def _pointing() -> list[str]:
         hits = meta.get("pointing_game")
         n = int(dict(meta.get("train_config") or {}).get("n_test") or 500)  # type: ignore[arg-type]
         if isinstance(hits, float):
-            rows.append(f"{_label(name)} {_ci(hits, n)}")
+            rows.append(f"{label(name)} {_ci(hits, n)}")
     if not rows:
         return []
     return [
@@ -98,7 +98,7 @@ def _lesion() -> list[str]:
         worst = max(can, key=lambda i: change[i])
         lo, hi = res.single_change_ci[worst]
         lines.append(
-            f"- {_label(res.model)} (intact {_ci(res.intact_error, res.n_images)}): {len(can)} of "
+            f"- {label(res.model)} (intact {_ci(res.intact_error, res.n_images)}): {len(can)} of "
             f"{len(res.blocks)} blocks can be deleted; {len(measurable)} deletions change the error "
             f"measurably; the worst, {res.blocks[worst].name}, adds {100 * change[worst]:+.1f} points "
             f"({100 * lo:+.1f} to {100 * hi:+.1f})."
@@ -126,7 +126,7 @@ def _story() -> list[str]:
             for measure in MEASURES:
                 v = init.values(model, bn, measure)
                 cells.append(f"{_g(v.min())} to {_g(v.max())}")
-            lines.append(f"| {_label(model)} | {'on' if bn else 'off'} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label(model)} | {'on' if bn else 'off'} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
