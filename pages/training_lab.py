@@ -382,9 +382,24 @@ def _results(job) -> None:
     )
     if stuck:
         st.warning(markdown_text(stuck))
+    from resviz.runs import error_samples
+    from resviz.stats import rate_of
+
+    rows = summary_rows(curves)
+    for row, r in zip(rows, job.results):
+        for key, share, n in zip(
+            ("train", "held-out"),
+            (r.curves.final_train_error, r.curves.final_test_error),
+            error_samples(r.metadata()),
+        ):
+            ci = rate_of(share, n) if n and share == share else None
+            row[f"{key} 95% CI"] = f"{100 * ci.low:.1f}-{100 * ci.high:.1f}%" if ci else None
     left, right = st.columns(2)
     with left:
-        st.dataframe(summary_rows(curves), hide_index=True)
+        st.dataframe(rows, hide_index=True)
+        n_probe, n_test = error_samples(job.results[0].metadata())
+        if n_probe:
+            st.caption(f"Training error on {n_probe:,} training images, held-out error on {n_test:,}.")
         st.plotly_chart(final_errors_figure(curves), key=state.TRAIN_FINAL_CHART)
     scores = {r.name: r.pointing_game for r in job.results if r.pointing_game is not None}
     with right:
