@@ -398,7 +398,7 @@ def _results(job) -> None:
     with left:
         st.dataframe(rows, hide_index=True)
         n_probe, n_test = error_samples(job.results[0].metadata())
-        if n_probe:
+        if n_probe and n_test:
             st.caption(f"Training error on {n_probe:,} training images, held-out error on {n_test:,}.")
         st.plotly_chart(final_errors_figure(curves), key=state.TRAIN_FINAL_CHART)
     scores = {r.name: r.pointing_game for r in job.results if r.pointing_game is not None}
