@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from resviz.errors import CheckpointError, ResvizError
 
 if TYPE_CHECKING:
-    from resviz.models.weights import LoadedModel
     from resviz.training import TrainedModel
     from resviz.training.results import TrainingCurves
 
@@ -345,52 +344,6 @@ def read_curves(path: str | os.PathLike[str]) -> dict[str, list[float]]:
         return json.loads((Path(path) / CURVES).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def load_run(path: str | os.PathLike[str]) -> LoadedModel:
-    """Rebuild a saved run's model in eval mode, with its class names and preprocessing.
-
-    :func:`resviz.models.weights.load_model` calls this for a run folder (``--weights RUN_DIR``, the
-    sidebar's saved runs); the weights are read and matched as a checkpoint's are.
-
-    Raises:
-        CheckpointError: the folder is not a run, or its weights do not fit its config.
-    """
-    from resviz.models import ResNetConfig, create_model
-    from resviz.models.weights import LoadedModel, _load_strict, _read_state_dict, check_shapes
-    from resviz.preprocessing import Preprocessing
-
-    path = Path(path)
-    meta = read_metadata(path)
-    try:
-        config = ResNetConfig.from_dict(dict(meta["variant_config"]))  # type: ignore[arg-type]
-        preprocessing = Preprocessing.from_dict(dict(meta["preprocessing"]))  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path.name}'s {META} is incomplete or damaged ({exc}).") from exc
-    file = weights_file(path)
-    where = f"{path.name}/{file.name if file else WEIGHTS}"
-    try:
-        if file is None:
-            raise FileNotFoundError(2, "no weights file")
-        data = file.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path.name}'s weights could not be read ({exc.strerror}).") from exc
-    state = _read_state_dict(data, where)  # weights_only: a pickle that would run code is refused
-    check_shapes(config, state, where, label="its saved configuration")  # before allocating anything
-    model = create_model(config)
-    _load_strict(model, state, where, label="its saved configuration")
-    names = meta.get("class_names")
-    err = _float(meta.get("final_train_error"))
-    return LoadedModel(
-        model=model.eval(),
-        name=str(meta.get("name", path.name)),
-        weights="run",
-        source=f"training run {path.name} ({meta.get('dataset')}"
-        + (f", train error {100 * err:.1f}%)" if err is not None else ")"),
-        preprocessing=preprocessing,
-        class_names=tuple(str(n) for n in names) if isinstance(names, list) else None,
-        metadata=meta,
-    )
 
 
 def _float(value: object) -> float | None:

@@ -17,8 +17,9 @@ from resviz.analysis.faithfulness import pointing_game
 from resviz.datasets import load_dataset
 from resviz.errors import CheckpointError, ConfigError, UnknownModelError
 from resviz.hooks import hook_count
+from resviz.models.weights import load_run
 from resviz.plots.training import final_errors_figure, paper_reference_rows, training_curves_figure
-from resviz.runs import list_runs, load_run, read_curves, save_run
+from resviz.runs import list_runs, read_curves, save_run
 from resviz.training import (
     PAPER_CIFAR10_TEST_ERROR,
     PRESETS,

@@ -299,7 +299,7 @@ def test_the_cli_strings_still_work_and_a_run_folder_is_a_run(tmp_path, run_dir)
 
 
 def test_a_run_through_load_model_equals_load_run(run_dir):
-    from resviz.runs import load_run
+    from resviz.models.weights import load_run
 
     direct, via = load_run(run_dir), W.load_model("plain8", str(run_dir))
     assert direct.model.state_dict().keys() == via.model.state_dict().keys()

@@ -63,7 +63,7 @@ def digits_run():
 @pytest.mark.parametrize("method", [m.name for m in METHOD_TABLE])
 def test_every_method_explains_an_rgb_photo_on_a_one_channel_model(digits_run, method):
     from resviz.analysis.attribution import attribute_images
-    from resviz.runs import load_run
+    from resviz.models.weights import load_run
 
     loaded = load_run(digits_run)
     assert loaded.model.config.in_channels == 1
@@ -75,7 +75,7 @@ def test_every_method_explains_an_rgb_photo_on_a_one_channel_model(digits_run, m
 
 def test_the_cost_probe_uses_the_models_channels(digits_run):
     from resviz.analysis.cams_forward import probe_layer
-    from resviz.runs import load_run
+    from resviz.models.weights import load_run
 
     channels, seconds = probe_layer(load_run(digits_run).model, "layer3", SIDE)
     assert channels == 64 and seconds > 0
