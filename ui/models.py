@@ -327,19 +327,31 @@ def current_model(choice: ModelChoice | None = None) -> LoadedModel:
 
 
 def current_choice() -> ModelChoice:
-    """The choice the sidebar holds right now (without drawing it)."""
-    name = st.session_state.get(state.MODEL_NAME, DEFAULT_MODEL)
-    if st.session_state.get(state.MODEL_PLAIN):
-        name = twin_name(name)
+    """The choice the sidebar holds right now (without drawing it).
+
+    Worked out once per change of the widgets it reads: a page asks for it many times a rerun, and
+    working it out hashes an uploaded checkpoint (up to hundreds of MB) and scans the runs folder.
+    """
+    picked = st.session_state.get(state.MODEL_NAME, DEFAULT_MODEL)
+    plain = bool(st.session_state.get(state.MODEL_PLAIN))
     weights = st.session_state.get(state.MODEL_WEIGHTS, "random")
     kept = st.session_state.get(state.CHECKPOINT_FILE)
-    digest = hashlib.sha256(kept[1]).hexdigest()[:16] if kept and weights == "checkpoint" else None
     run_path = st.session_state.get(state.TRAIN_RUN) if weights == "run" else None
+    device = st.session_state.get(state.DEVICE, "auto")
+    # id(kept): the upload's tuple is replaced, never mutated, when another file is uploaded.
+    key = (picked, plain, weights, id(kept) if kept else None, run_path, device)
+    cached = st.session_state.get(state.MODEL_CHOICE_MEMO)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    name = twin_name(picked) if plain else picked
+    digest = hashlib.sha256(kept[1]).hexdigest()[:16] if kept and weights == "checkpoint" else None
     if run_path is not None:
         from resviz.runs import list_runs
 
         name = next((r.name for r in list_runs() if str(r.path) == run_path), name)
-    return ModelChoice(name, weights, digest, st.session_state.get(state.DEVICE, "auto"), run_path)
+    choice = ModelChoice(name, weights, digest, device, run_path)
+    st.session_state[state.MODEL_CHOICE_MEMO] = (key, choice)
+    return choice
 
 
 def show_model_banner(loaded: LoadedModel) -> None:

@@ -8,6 +8,9 @@ MODEL_NAME = "model_name"  # registered variant name of the residual network, e.
 MODEL_PLAIN = "model_plain"  # bool: use the plain twin instead
 MODEL_RUN_VARIANT = "model_run_variant"  # greyed selectbox: the saved run's own variant
 MODEL_WEIGHTS = "model_weights"  # "random" | "imagenet" | "checkpoint" | "run"
+MODEL_CHOICE_MEMO = (
+    "model_choice_memo"  # (widget values, ModelChoice): current_choice worked out once per change
+)
 CHECKPOINT = "checkpoint_upload"  # the sidebar's checkpoint file_uploader widget
 CHECKPOINT_FILE = "checkpoint_file"  # (filename, bytes) kept after the uploader forgets it
 DEVICE_WIDGET = "device_widget"  # the device selectbox
