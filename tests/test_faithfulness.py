@@ -221,7 +221,14 @@ def test_evaluate_scores_every_method_and_leaves_the_models_as_they_were(pair):
     # Every curve starts (deletion) and ends (insertion) at the unperturbed image's probability.
     np.testing.assert_allclose(report.deletion[..., 0], report.insertion[..., -1], atol=1e-5)
     rows = report.rows()
-    assert len(rows) == 6 and set(rows[0]) == {"net", "method", *METRICS, *RELATIVE, "seconds"}
+    intervals = {f"{k}_{part}" for k in METRICS for part in ("ci95", "n")}
+    assert len(rows) == 6 and set(rows[0]) == {"net", "method", *METRICS, *intervals, *RELATIVE, "seconds"}
+    # Each mean's 95% interval: mean +- 1.96 standard errors over the 4 images (Wilson for pointing).
+    k = list(METRICS).index("deletion_auc")
+    v = report.scores[1, 2, k]
+    half = 1.959964 * v.std(ddof=1) / np.sqrt(len(v))
+    assert rows[5]["deletion_auc_ci95"] == pytest.approx([v.mean() - half, v.mean() + half], abs=1e-4)
+    assert rows[5]["deletion_auc_n"] == 4
     # Relative to the starting probability: each image's AUC over its deletion curve's first point.
     k = list(METRICS).index("deletion_auc")
     by_hand = (report.scores[1, 2, k] / report.deletion[1, 2, :, 0]).mean()

@@ -97,7 +97,9 @@ def test_float16_runs_load_into_float32_models(tmp_path):
     trained = fake_trained("plain8")
     path = R.save_run(trained, tmp_path, fp16=True, folder="demo-plain8")
     assert path.name == "demo-plain8" and (path / R.WEIGHTS_FP16).is_file()
-    loaded = R.load_run(path)
+    from resviz.models.weights import load_run
+
+    loaded = load_run(path)
     for key, value in trained.model.state_dict().items():
         got = loaded.model.state_dict()[key]
         assert got.dtype == value.dtype

@@ -216,6 +216,7 @@ def fake_trained(name="plain8", classes=("circle", "square", "star"), seed=3):
         dataset="shapes",
         config=SimpleNamespace(seed=seed),
         metadata=lambda: dict(meta),
+        snapshots={},  # no weights kept along training
     )
 
 

@@ -158,7 +158,7 @@ class FaithfulnessReport:
             low, high = float(values.mean()) - half, float(values.mean()) + half
         if not (np.isfinite(low) and np.isfinite(high)):
             return None, n
-        return [round(low, 5), round(high, 5)], n
+        return [round(float(low), 5), round(float(high), 5)], n
 
     def to_csv(self) -> str:
         """:meth:`rows` as CSV text."""
