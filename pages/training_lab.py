@@ -34,6 +34,7 @@ CPU_MINUTES = (1, 2)  # the CPU default's measured time on 2 cores; other settin
 PRESET_LABELS = {
     "cpu": "CPU default: digits, 300 steps, 4 networks",
     "shapes": "Shapes with masks: 400 steps, reduced widths, Grad-CAM pointing game",
+    "demo": "The bundled demo group's recipe: shapes 32x32, 2,000 steps (about 23 min on 2 cores)",
     "paper": "Paper scale: CIFAR-10, 64k steps (for a GPU)",
 }
 
@@ -153,7 +154,10 @@ def _apply_preset() -> None:
     st.session_state[state.TRAIN_STEPS] = cfg.steps
     st.session_state[state.TRAIN_LR] = cfg.lr
     st.session_state[state.TRAIN_DOWNLOAD] = cfg.download
-    st.session_state.pop(state.TRAIN_SIZE, None)  # back to the dataset's own default size
+    if cfg.size is None:
+        st.session_state.pop(state.TRAIN_SIZE, None)  # back to the dataset's own default size
+    else:
+        st.session_state[state.TRAIN_SIZE] = cfg.size
 
 
 def _time_estimate() -> str | None:

@@ -67,7 +67,9 @@ def test_a_trained_run_is_lesioned_with_its_twin(shapes_run, open_page, monkeypa
         paths_batch=4,
     )
     assert not at.exception, [e.value for e in at.exception]
-    assert not at.warning and not at.error
+    assert not at.error
+    # A run of a few steps never left chance: the page says so above the comparisons.
+    assert at.warning and all("has not learned anything yet" in w.value for w in at.warning)
     assert any("Cost: about" in c.value for c in at.caption)
     at.button(key="lesion_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
