@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -25,13 +27,32 @@ def test_home_explains_and_draws_both_blocks(app_test):
     assert app_test.sidebar.selectbox[0].value == "resnet18"
 
 
-def test_architecture_shows_stages_charts_and_csv(app_test):
+def test_architecture_shows_stages_charts_and_csv(app_test, monkeypatch):
+    import streamlit as st
+
+    offered: dict[str, bytes] = {}  # what each download button hands the browser
+    real = st.download_button
+
+    def keep(label, data, *args, **kwargs):
+        offered[label] = data
+        return real(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", keep)
     at = app_test.switch_page("pages/architecture.py").run()
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Depth"] == "18 layers" and metrics["Multiply-accumulates"] == "1.81 G"
     assert len(charts(at)) >= 3  # network, stage bars, peers
-    assert any("Comparison" in b.label for b in at.get("download_button")) or at.get("download_button")
+    # Every table has its CSV, and each CSV holds that table's rows.
+    tables = ["Stage table (CSV)", "Layer table (CSV)", "Side-by-side table (CSV)", "Comparison (CSV)"]
+    assert [b.proto.label for b in at.get("download_button")] == tables
+    rows = {label: list(csv.DictReader(io.StringIO(offered[label].decode()))) for label in tables}
+    for label, df in zip(tables, at.dataframe):
+        assert len(rows[label]) == len(df.value), label
+    peers = rows["Comparison (CSV)"]
+    assert [r["model"] for r in peers] == list(at.dataframe[3].value["model"])
+    resnet18 = next(r for r in peers if r["model"] == "resnet18")
+    assert (resnet18["depth"], resnet18["params"]) == ("18", "11689512")  # torchvision's count
 
 
 def test_architecture_knobs_change_the_model(app_test):
