@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+# numpy's OpenBLAS starts a thread per core for every small SVD (Eigen-CAM, its reference, ROAD's
+# solver): on 2 cores that was 5x slower than one thread, and slower still beside a second test
+# process. Set before numpy is first imported (torch imports it).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import pytest
 import torch
 
