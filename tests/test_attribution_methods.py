@@ -24,11 +24,7 @@ from resviz.analysis.methods import (
     METHODS,
     ForwardCamOptions,
     IntegratedGradientsOptions,
-    IntegratedScoreCamOptions,
     Kind,
-    NoOptions,
-    SmoothGradCamppOptions,
-    SmoothScoreCamOptions,
     get_method,
     make_options,
     readme_table,
@@ -71,20 +67,53 @@ def test_table_is_torch_free_and_complete():
         opts = spec.default_options()
         hash(opts)  # a page's cache key
         assert dataclasses.is_dataclass(opts)
-        forwards, backwards = spec.cost(opts, 512, 224)
-        assert forwards >= 1 and backwards >= 0
-    assert get_method("scorecam").cost(ForwardCamOptions(), 512, 224) == (513, 0)
-    assert get_method("integrated_gradients").cost(IntegratedGradientsOptions(steps=16), 8, 32) == (18, 16)
     assert get_method("saliency").kind is Kind.INPUT and not get_method("saliency").needs_layer
-    # FullGrad: the whole network (input + every bias layer) in one forward + backward, no layer.
+    # FullGrad: the whole network (input + every bias layer), no layer.
     full = get_method("fullgrad")
-    assert full.kind is Kind.NETWORK and not full.needs_layer and full.cost(NoOptions(), 512, 224) == (1, 1)
-    # The per-channel CAMs: a pass per channel and per sample, after the one that finds the layer.
-    assert get_method("sscam").cost(SmoothScoreCamOptions(num_samples=3), 512, 224) == (1 + 512 * 3, 0)
-    assert get_method("iscam").cost(IntegratedScoreCamOptions(), 64, 32) == (1 + 64 * 10, 0)
-    assert get_method("smoothgradcampp").cost(SmoothGradCamppOptions(num_samples=4), 512, 224) == (5, 4)
+    assert full.kind is Kind.NETWORK and not full.needs_layer
     for name in ("scorecam", "ablationcam", "sscam", "iscam"):
         assert "batch_size" in {f.name for f in dataclasses.fields(get_method(name).options)}
+
+
+# Small options, so that every method runs in a moment; the cost must follow them.
+_SMALL = {"num_samples": 2, "steps": 3, "nt_samples": 2, "batch_size": 7, "window": 8, "stride": 4}
+
+
+@pytest.mark.parametrize("noise_tunnel", [False, True])
+def test_the_cost_is_the_passes_each_method_makes(noise_tunnel, monkeypatch):
+    """The table's cost is what a page tells before running: it must be the images that really go
+    forward through the network, and the gradients that really come back to its output, per image."""
+    import resviz.analysis.cams_forward as cams_forward
+
+    monkeypatch.setattr(cams_forward, "COPY_PAYS_SECONDS", 1e9)  # the passes on the model itself
+    model = create_model("resnet8", seed=0).eval()
+    n, side, layer = 2, 16, "layer3.0.conv2"  # a conv's output: no constant channel to skip
+    channels = dict(model.named_modules())[layer].out_channels
+    counted = [0, 0]
+
+    def count(_m, _i, out: torch.Tensor) -> None:
+        counted[0] += out.shape[0]
+        if out.requires_grad:
+            out.register_hook(lambda g: counted.__setitem__(1, counted[1] + g.shape[0]))
+
+    specs = [s for s in METHOD_TABLE if s.name == "integrated_gradients" or not noise_tunnel]
+    for spec in specs:
+        fields = {f.name for f in dataclasses.fields(spec.options)}
+        opts = dataclasses.replace(
+            spec.default_options(),
+            **{k: v for k, v in _SMALL.items() if k in fields},
+            **({"noise_tunnel": True} if noise_tunnel else {}),
+        )
+        counted[:] = [0, 0]
+        handle = model.register_forward_hook(count)
+        try:
+            attribute(model, _x(n, side), spec.name, layer=layer if spec.needs_layer else None, options=opts)
+        finally:
+            handle.remove()
+        forwards, backwards = spec.cost(opts, channels, side)
+        if spec.engine == "hessian":
+            backwards -= 1  # the double backward starts from the gradient, not from the output
+        assert (counted[0] / n, counted[1] / n) == (forwards, backwards), spec.name
 
 
 def test_make_options_converts_and_checks():

@@ -93,6 +93,47 @@ def test_insertion_auc_of_the_exact_contributions_is_highest():
     np.testing.assert_allclose(exact.probs[:, -1], p_full, rtol=1e-5)
 
 
+def _sigmoid(z: list[float]) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def test_deletion_and_insertion_auc_worked_out_by_hand_on_four_pixels():
+    # One channel, 2x2 pixels; logit 0 = <w, x>, logit 1 = 0, so p(target) = sigmoid(<w, x>).
+    x = torch.tensor([[[[2.0, -1.0], [1.0, -0.5]]]])
+    w = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.stack([w.flatten(), torch.zeros(4)]))
+        net[1].bias.zero_()
+    maps = np.array([[[0.9, 0.1], [0.5, 0.3]]], dtype=np.float32)  # order: (0,0) (1,0) (1,1) (0,1)
+    dele, ins = perturbation_curves(net, x, maps, [0], steps=4)
+    np.testing.assert_allclose(dele.fractions, [0, 0.25, 0.5, 0.75, 1])
+
+    # Deletion sets a pixel to 0 (the mean colour of normalized input), removing w*x of the logit:
+    # contributions (0,0) 2, (0,1) -2, (1,0) -1, (1,1) -0.25; all four give -1.25.
+    p_del = _sigmoid([-1.25, -1.25 - 2, -1.25 - 2 + 1, -1.25 - 2 + 1 + 0.25, 0.0])
+    np.testing.assert_allclose(dele.probs[0], p_del, rtol=1e-5)
+    # The area over the fraction deleted, [0, 1], by the trapezoid rule (steps of a quarter).
+    auc_del = 0.25 * (p_del[0] / 2 + p_del[1:4].sum() + p_del[4] / 2)
+    np.testing.assert_allclose(dele.auc, [auc_del], rtol=1e-5)
+    assert 0 < dele.auc[0] < 1
+
+    # Insertion starts from the blur: a 3x3 Gaussian of sigma 1 with reflected borders, which on two
+    # pixels is (b * self + 2a * other) along each axis, with (a, b, a) the normalized kernel.
+    g = np.exp(-0.5 * np.array([1.0, 0.0, 1.0]))
+    a, b = g[0] / g.sum(), g[1] / g.sum()
+    m = np.array([[b, 2 * a], [2 * a, b]])
+    canvas = m @ x[0, 0].double().numpy() @ m.T
+    wx, wc = w.double().numpy() * x[0, 0].double().numpy(), w.double().numpy() * canvas
+    logits = [wc.sum()]
+    for r, c in [(0, 0), (1, 0), (1, 1), (0, 1)]:
+        logits.append(logits[-1] + wx[r, c] - wc[r, c])  # the original pixel back in place of the blur
+    p_ins = _sigmoid(logits)
+    np.testing.assert_allclose(ins.probs[0], p_ins, rtol=1e-5)
+    auc_ins = 0.25 * (p_ins[0] / 2 + p_ins[1:4].sum() + p_ins[4] / 2)
+    np.testing.assert_allclose(ins.auc, [auc_ins], rtol=1e-5)
+
+
 def test_pixel_ranks_order_most_relevant_first_and_break_ties_row_major():
     maps = np.array([[[0.1, 0.9], [0.5, 0.9]]], dtype=np.float32)
     np.testing.assert_array_equal(pixel_ranks(maps), [[3, 0, 2, 1]])
@@ -110,6 +151,22 @@ def test_pointing_game_of_a_map_that_peaks_inside_the_mask_is_one():
     maps[:, 7, 7] = 2.0  # now the peak is outside
     assert pointing_hits(maps, masks).mean() == 0.0
     assert not pointing_hits(np.zeros((1, 8, 8), np.float32), masks[:1]).any()  # no evidence: a miss
+
+
+def test_pointing_game_ties_go_to_the_first_maximum_in_row_major_order():
+    # Two equal peaks at (0, 1) and (1, 0): row-major order meets (0, 1) first, column-major (1, 0).
+    maps = np.zeros((2, 3, 3), dtype=np.float32)
+    maps[:, 0, 1] = maps[:, 1, 0] = 1.0
+    masks = np.zeros((2, 3, 3), dtype=bool)
+    masks[0, 0, 1] = True  # the first peak is inside: a hit
+    masks[1, 1, 0] = True  # only the second peak is inside: a miss
+    np.testing.assert_array_equal(pointing_hits(maps, masks), [True, False])
+    # The same with a plateau of four equal maxima: the top-left one of them decides.
+    plateau = np.zeros((1, 4, 4), dtype=np.float32)
+    plateau[0, 1:3, 1:3] = 0.5
+    inside = np.zeros((1, 4, 4), dtype=bool)
+    inside[0, 1, 1] = True
+    assert pointing_hits(plateau, inside).all() and not pointing_hits(plateau, ~inside).any()
 
 
 # --------------------------------------------------------------------------- ROAD against pytorch-grad-cam
@@ -167,6 +224,57 @@ def test_road_equals_pytorch_grad_cams(gradcam_road, monkeypatch):
     monkeypatch.setattr(gradcam_road, "NoisyLinearImputer", Noiseless)
     combined = gradcam_road.ROADCombined(percentiles=list(ALL_PERCENTILES))(x, cams, scored, model)
     np.testing.assert_allclose(mine.combined, combined, atol=1e-5)
+
+
+def test_road_equals_pytorch_grad_cams_on_a_map_with_ties(gradcam_road):
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
+    )
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    # Ten levels, ten pixels each, scattered: every pixel ties with nine others, and every threshold
+    # of 10, 20, ... 90 % falls between two levels, where the reference's rule is well defined.
+    rng = np.random.default_rng(2)
+    cams = np.stack([rng.permutation(np.repeat(np.arange(10) / 9, 10)).reshape(10, 10) for _ in range(3)])
+    cams = cams.astype(np.float32)
+    model = create_model("resnet8", seed=0).eval()
+    x = torch.randn(3, 3, 10, 10, generator=torch.Generator().manual_seed(4))
+    targets = [2, 5, 8]
+    scored = [ClassifierOutputSoftmaxTarget(t) for t in targets]
+    mine = road(model, x, cams, targets, percentiles=ALL_PERCENTILES, noise=0.0)
+    for k, p in enumerate(ALL_PERCENTILES):
+        for remove, got in ((RemoveMostRelevantFirst, mine.morf), (RemoveLeastRelevantFirst, mine.lerf)):
+            metric = PerturbationConfidenceMetric(remove(p, gradcam_road.NoisyLinearImputer(noise=0.0)))
+            with torch.no_grad():
+                np.testing.assert_allclose(got[:, k], metric(x, cams, scored, model), atol=1e-5)
+
+
+def test_road_on_ties_across_the_threshold_keeps_the_reference_s_pixels_and_the_asked_share():
+    # A 4x4 CAM upsampled to 12x12 (nearest): every value nine times, so most thresholds cut through
+    # a tie. The reference then keeps only the pixels strictly below the tied value (too few; none
+    # at all on a map that is mostly zero); keep_masks keeps those plus part of the tie, the share asked.
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
+
+    from resviz.analysis.road import keep_masks
+
+    cam = np.random.default_rng(5).permutation(16).reshape(4, 4).astype(np.float32) / 15
+    cam = np.kron(cam, np.ones((3, 3), dtype=np.float32))[None]
+    seen, cut = [], 0
+
+    def spy(_img, mask):
+        seen.append(mask.numpy().astype(bool))
+
+    for p in ALL_PERCENTILES:
+        RemoveMostRelevantFirst(p, spy)(torch.zeros(3, 12, 12), torch.from_numpy(cam[0]))
+        theirs, (mine,) = seen[-1], keep_masks(cam, p, most_relevant_first=True)
+        threshold = np.percentile(cam[0], p)
+        assert mine.sum() == int(np.ceil(p * 143 / 100)), p
+        assert (mine | ~theirs).all(), p  # every pixel the reference keeps is kept
+        assert np.all(cam[0][mine & ~theirs] == cam[0][cam[0] >= threshold].min()), p  # the rest: the tie
+        cut += int((mine & ~theirs).any())
+    assert cut >= 5  # most thresholds did cut through a tie
 
 
 def test_road_noise_is_seeded_and_of_the_asked_size():

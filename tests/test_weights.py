@@ -253,11 +253,14 @@ def test_spec_is_frozen_hashable_and_parses_the_cli_strings(tmp_path, run_dir):
 def test_load_model_takes_each_of_the_four_sources(tmp_path, run_dir, no_network):
     import torchvision
 
+    # This test's own hub folder: a cached ResNet-18 left in the session's would make every later
+    # test in this process see ImageNet weights as downloaded (under xdist, whichever file comes next).
+    torch.hub.set_dir(str(tmp_path / "hub"))
     reference = create_model("resnet8", num_classes=3, seed=7)
     path = tmp_path / "r8.pt"
     torch.save({"state_dict": reference.state_dict(), "class_names": ["a", "b", "c"]}, path)
     tv = torchvision.models.resnet18()
-    cached = W.cached_weights_path("resnet18")  # in the temporary TORCH_HOME of tests/conftest.py
+    cached = W.cached_weights_path("resnet18")
     cached.parent.mkdir(parents=True, exist_ok=True)
     torch.save(tv.state_dict(), cached)
 

@@ -70,10 +70,12 @@ def pointing_hits(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: whether each map's peak lies inside its object mask.
 
     Args:
-        maps: ``(N, H, W)`` relevance; the first maximum (row-major) is the peak.
+        maps: ``(N, H, W)`` relevance.
         masks: ``(N, H, W)`` bool object masks at the same resolution.
 
-    An all-zero map (no positive evidence anywhere) counts as a miss.
+    The peak is the first maximum in row-major order (``argmax`` of the flattened map): where
+    several pixels share the maximum, the one in the top row, then the leftmost, decides, so the
+    score of a map with ties is fixed. An all-zero map (no positive evidence anywhere) counts as a miss.
     """
     flat = maps.reshape(len(maps), -1)
     peak = flat.argmax(1)
@@ -86,7 +88,8 @@ def pointing_game(
     """Share of held-out images whose Grad-CAM peak (for the true class) lies inside the object mask.
 
     Grad-CAM is :func:`resviz.analysis.attribution.grad_cam` (it holds the model's lock and removes
-    its hooks). An all-zero map counts as a miss.
+    its hooks). An all-zero map counts as a miss. Ties: the peak is the first maximum in row-major
+    order (:func:`pointing_hits`), so a map with several equal maxima always scores the same.
     """
     from resviz.analysis.attribution import grad_cam
 

@@ -177,8 +177,12 @@ def _one_pass(_o: Any, _c: int, _s: int) -> tuple[int, int]:
 
 
 def _ig_cost(o: IntegratedGradientsOptions, _c: int, _s: int) -> tuple[int, int]:
-    per = o.steps * (o.nt_samples if o.noise_tunnel else 1)
-    return 2 + per, per  # prediction + baseline forwards, then the path
+    if o.noise_tunnel:
+        per = o.steps * o.nt_samples
+        return 1 + per, per  # the prediction, then every noisy copy's path
+    # The prediction, the path, captum's convergence delta (the image and the baseline again) and
+    # the baseline once more for the completeness percentage: as counted in the tests.
+    return 4 + o.steps, o.steps
 
 
 def _occlusion_cost(o: OcclusionOptions, _c: int, side: int) -> tuple[int, int]:
@@ -434,7 +438,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
         Kind.INPUT,
         "captum",
         _ig_cost,
-        "2 + steps (x noisy samples) forwards and as many backwards",
+        "4 + steps forwards and steps backwards (noise tunnel: 1 + steps x samples, and as many backwards)",
         IntegratedGradientsOptions,
         "Sundararajan et al. 2017; captum IntegratedGradients",
         about=_ABOUT["integrated_gradients"],

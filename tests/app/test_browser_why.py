@@ -19,10 +19,17 @@ def test_story_then_a_lesion_study_of_the_demo_pair(app_url, browser_page) -> No
     expect(main).to_contain_text("The story, and what we measure", timeout=120_000)
     expect(main).to_contain_text("1.14e+04", timeout=120_000)  # plain-56's first/last gradient ratio
     page.get_by_role("tab", name="Lesion study").click()
+    # The smallest study the tab offers (50 images, one draw per k): the browser test is about the
+    # page drawing its result; tests/test_lesion.py and the AppTest check the numbers.
     images = page.get_by_label("Held-out images").first  # the lesion tab comes before the landscape
-    images.fill("100")
+    images.fill("50")
     images.press("Enter")
     wait_idle(page, timeout=120)
+    draws = page.get_by_role("slider", name="Random draws per k").first
+    draws.focus()
+    draws.press("Home")
+    wait_idle(page, timeout=120)
+    expect(draws).to_have_value("1")
     page.get_by_role("button", name="Run the lesion study").click()
     wait_idle(page, timeout=300)
     # The k-deletion chart of both networks; its twin is the plain-56 trained beside the demo run.
