@@ -63,6 +63,13 @@ def test_wheel_has_the_console_script_and_only_the_library(wheel) -> None:
         entry = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "[console_scripts]" in entry and "resviz = resviz.cli:main" in entry
     assert {"resviz/__init__.py", "resviz/cli.py", "resviz/training/__init__.py"} <= set(names)
+    # The demo group travels with the library: weights, snapshots, seeds and precomputed results.
+    bundled = {n for n in names if n.startswith("resviz/bundled/")}
+    assert "resviz/bundled/runs/demo-shapes-resnet56/model.safetensors" in bundled
+    assert (
+        "resviz/bundled/demo/seeds.json" in bundled and "resviz/bundled/demo/results/lesion.json" in bundled
+    )
+    assert any("/snapshots/step-" in n for n in bundled)
     tops = {n.split("/")[0] for n in names}
     assert tops == {"resviz", f"resviz-{resviz.__version__}.dist-info"}  # no ui/, pages/, tests/
 
