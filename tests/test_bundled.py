@@ -21,6 +21,23 @@ from resviz.models.weights import load_model
 from resviz.runs import BUNDLED_DIR, WEIGHTS_FP16, list_runs, read_metadata
 
 SEEDS = load_seeds()
+# Checks the bundled group is known to miss, each with what was measured. Listed by hand (not derived
+# from the data, which would make them pass whatever the files say) and strict: a retrained group
+# that meets one fails here until the line is removed. The README's report shows them as "no".
+KNOWN_MISSES: dict[tuple[int, str], str] = {
+    (1, "plain-56 trains: final loss at most half of ln(classes)"): (
+        "seed 1's plain-56 sat on its plateau near ln 6 until about step 1,000, when the rate decays "
+        "(loss 1.62 at step 800, 1.41 at 1,100)"
+    ),
+    (1, "plain-56 trains: training error at most 40%"): "the same plateau",
+}
+
+
+def _checks():
+    for check in degradation_checks(SEEDS):
+        why = KNOWN_MISSES.get((check.seed, check.claim))
+        marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
+        yield pytest.param(check, marks=marks, id=f"seed{check.seed}-{check.claim[:40]}")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +63,7 @@ def test_three_seeds_are_stored():
     assert all(set(models) == set(MODELS) for models in SEEDS.values())
 
 
-@pytest.mark.parametrize("check", degradation_checks(SEEDS), ids=lambda c: f"seed{c.seed}-{c.claim[:40]}")
+@pytest.mark.parametrize("check", list(_checks()))
 def test_figure_6_holds_on_every_seed(check):
     """plain-56 trains and degrades; ResNet-56 is no worse than ResNet-20; ResNets generalise."""
     assert check.holds, f"seed {check.seed}: {check.claim}: {check.figure}"
