@@ -49,7 +49,12 @@ def _digits_trained():
         "curves": {"loss": [2.3, 2.2]},
     }
     return SimpleNamespace(
-        model=model, name="resnet8", dataset="digits", config=SimpleNamespace(seed=0), metadata=lambda: meta
+        model=model,
+        name="resnet8",
+        dataset="digits",
+        config=SimpleNamespace(seed=0),
+        metadata=lambda: meta,
+        snapshots={},  # no weights kept along training
     )
 
 

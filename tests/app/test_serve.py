@@ -20,7 +20,6 @@ import pytest
 
 from deploy.serve import find_nginx
 from tests.app.browser import ROOT, free_port, wait_idle
-from tests.app.conftest import _browser  # noqa: F401  (the session's Chromium)
 
 if find_nginx() is None:
     pytest.skip("nginx is not installed (make setup-dev installs it).", allow_module_level=True)
@@ -130,7 +129,7 @@ def flip_and_check(page, times: int, start: bool) -> bool:
 
 
 @pytest.mark.browser
-def test_a_session_stays_on_its_worker_for_20_interactions(_browser, stack):  # noqa: F811
+def test_a_session_stays_on_its_worker_for_20_interactions(_browser, stack):
     context, page = open_session(_browser, stack["url"])
     try:
         first = served_by(page)
@@ -147,7 +146,7 @@ def test_a_session_stays_on_its_worker_for_20_interactions(_browser, stack):  # 
 
 
 @pytest.mark.browser
-def test_a_run_saved_in_the_shared_folder_shows_on_both_workers(_browser, stack):  # noqa: F811
+def test_a_run_saved_in_the_shared_folder_shows_on_both_workers(_browser, stack):
     from resviz.runs import save_run
     from tests.test_weights import fake_trained
 
@@ -169,7 +168,7 @@ def test_a_run_saved_in_the_shared_folder_shows_on_both_workers(_browser, stack)
 
 
 @pytest.mark.browser
-def test_a_dead_worker_leaves_the_other_sessions_alone(_browser, stack):  # noqa: F811
+def test_a_dead_worker_leaves_the_other_sessions_alone(_browser, stack):
     """Runs last in this module: it kills worker w0 for good (serve.py runs with --no-restart)."""
     sessions = {w["name"]: open_session(_browser, stack["url"], w["name"]) for w in stack["workers"]}
     try:
