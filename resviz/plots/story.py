@@ -64,7 +64,7 @@ def init_figure(story: StoryAtInit) -> go.Figure:
         boxmode="group",
         title=f"{story.depth}-layer twins at initialization: first layer over last (one dot a seed)",
         legend={"orientation": "h", "y": -0.2},
-        margin={"t": 80, "l": 60, "r": 20, "b": 40},
+        margin={"t": 110, "l": 60, "r": 20, "b": 40},
         height=380,
     )
     return fig
@@ -100,7 +100,7 @@ def training_figure(story: StoryThroughTraining) -> go.Figure:
     fig.update_layout(
         title="Through training: the bundled demo's weights at the steps its run kept",
         legend={"orientation": "h", "y": -0.3},
-        margin={"t": 80, "l": 60, "r": 20, "b": 40},
+        margin={"t": 110, "l": 60, "r": 20, "b": 40},
         height=380,
     )
     return fig
