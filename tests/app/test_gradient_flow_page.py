@@ -14,7 +14,12 @@ PAGE = "pages/gradient_flow.py"
 
 @pytest.fixture
 def grad_page(app_test):
-    """The page with small, fast settings (CIFAR-20, batch 4 of 16x16)."""
+    """The page with small, fast settings (CIFAR-20, batch 4 of 16x16), on empty caches: under
+    xdist another file in the same worker may have measured these settings already."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
     at = app_test
     at.session_state[state.GRAD_DEPTH_CIFAR] = 20
     at.session_state[state.GRAD_BATCH] = 4
