@@ -79,15 +79,16 @@ def compute_lesion(loaded: LoadedModel, progress: Callable[[int, int], None] | N
     return lesion_study(loaded, lesion_settings(), progress=progress)
 
 
-def compute_landscape(loaded: LoadedModel, key: tuple = LANDSCAPE_KEY, options=None):  # type: ignore[no-untyped-def]
-    """The landscape tab's computation: both nets on the first ``n`` held-out images."""
+def compute_landscape(loaded: LoadedModel, key: tuple = LANDSCAPE_KEY, options=None, pair=None):  # type: ignore[no-untyped-def]
+    """The landscape tab's computation: both nets on the first ``n`` held-out images (the tab
+    passes its own ``pair``, whose origin it shows, and its progress and stop ``options``)."""
     from resviz.analysis.landscape import evaluation_images, initial_state, twin_landscape
     from resviz.analysis.landscape_eval import DEFAULT_OPTIONS
     from resviz.analysis.pairs import held_out, model_pair
     from resviz.errors import ResvizError
 
     grid, span, n, interp = key
-    pair = model_pair(loaded)
+    pair = pair or model_pair(loaded)
     data = held_out(loaded, n)
     if data is None:
         raise ResvizError("This run's dataset has no built-in held-out set; pick a run on shapes or digits.")

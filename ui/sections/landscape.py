@@ -170,20 +170,11 @@ def _stop(request: tuple) -> None:
 def _compute(
     loaded: LoadedModel, grid: int, span: float, n: int, interp: bool, request: tuple
 ) -> TwinLandscape:
-    from resviz.analysis.landscape import evaluation_images, initial_state, twin_landscape
     from resviz.analysis.landscape_eval import EvalOptions
-    from resviz.analysis.pairs import held_out, model_pair
+    from resviz.analysis.pairs import model_pair
+    from resviz.demo_results import compute_landscape
 
     pair = model_pair(loaded)
-    data = held_out(loaded, n)
-    if data is None:
-        raise ResvizError("This run's dataset has no built-in held-out set; pick a run on shapes or digits.")
-    x, y = evaluation_images(data, n)
-    starts = None
-    if interp and pair.plain.weights == "run":
-        starts = tuple(
-            initial_state(m.model, int(m.metadata.get("seed", 0))) for m in (pair.residual, pair.plain)
-        )
     st.caption(f"Counterpart: {pair.how}.")
     bar = st.progress(0.0, text="Measuring the loss…")
     stop = StopOnRerun()
@@ -191,17 +182,11 @@ def _compute(
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"{done:,} of {total:,} points")
 
-    result = twin_landscape(
-        pair.residual.model,
-        pair.plain.model,
-        x,
-        y,
-        grid=grid,
-        span=span,
-        seeds=SEEDS,
-        names=(pair.residual.name, pair.plain.name),
-        starts=starts,
+    result = compute_landscape(
+        loaded,
+        (grid, span, n, interp),
         options=EvalOptions(progress=stop.progress(progress), should_stop=stop.should_stop),
+        pair=pair,
     )
     bar.empty()
     if stop.should_stop():  # Stop was clicked: keep what the library measured, then let the rerun go
